@@ -1,0 +1,76 @@
+// swift-tools-version: 6.1
+// ipsec-agent: keeps node-to-node IPsec encrypted through key rotation without dropping a packet.
+import PackageDescription
+
+let package = Package(
+    name: "ipsec-agent",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ipsec-agent", targets: ["ipsec-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        // Vocabulary shared by every module: addresses, prefixes, key IDs with wrap-around, secrets.
+        .target(name: "IPsecPrimitives"),
+
+        // C: kernel UAPI (linux/xfrm.h, linux/netlink.h) and libmnl helpers, so Swift never computes layout.
+        .target(
+            name: "CNetlink",
+            path: "CNetlink",
+            linkerSettings: [.linkedLibrary("mnl")]
+        ),
+        // The XFRM netlink client: SAs, policies, batching, dumps, monitor.
+        .target(name: "XFRM", dependencies: ["CNetlink", "IPsecPrimitives"]),
+
+        // Key files: grammar, rotation rules, per-pair derivation, drop-in watcher.
+        .target(name: "Keys", dependencies: ["IPsecPrimitives", .product(name: "Crypto", package: "swift-crypto")]),
+
+        // C: libbpf shim. Datapath: loads bpf/ programs, attaches tc, writes the encrypt maps.
+        .target(name: "CBPF", linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]),
+        .target(name: "Datapath", dependencies: ["CBPF", "IPsecPrimitives"]),
+
+        // Node registry: record, protocol and resilient client; embedded server; etcd backend.
+        .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "RegistryServer", dependencies: ["Registry"]),
+        .target(name: "RegistryEtcd", dependencies: ["Registry"]),
+
+        // The daemon: desired state, ordered rotation, reconcile, status, trace.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "IPsecPrimitives", "XFRM", "Keys", "Datapath", "Registry",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "ipsec-agent",
+            dependencies: [
+                "Agent", "Keys", "XFRM", "Datapath", "Registry", "RegistryServer", "RegistryEtcd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Tests
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "IPsecPrimitivesTests", dependencies: ["IPsecPrimitives"]),
+        .testTarget(name: "XFRMTests", dependencies: ["XFRM", "TestSupport"]),
+        .testTarget(name: "KeysTests", dependencies: ["Keys", "TestSupport"]),
+        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "TestSupport"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "TestSupport"]),
+    ]
+)

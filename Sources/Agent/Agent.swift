@@ -1,0 +1,1 @@
+// Agent daemon (issue 6).

@@ -1,0 +1,37 @@
+import IPsecPrimitives
+
+/// What the BPF peer map holds for one peer pod CIDR.
+public struct PeerEncryptEntry: Hashable, Sendable {
+    /// The peer node's 16-bit ID.
+    public var nodeID: UInt16
+    /// The key ID the peer advertised (its `spi`: it can receive this key).
+    public var peerSPI: KeyID
+    public init(nodeID: UInt16, peerSPI: KeyID) {
+        self.nodeID = nodeID
+        self.peerSPI = peerSPI
+    }
+}
+
+/// The datapath's key-selection state: the local key ID and one entry per peer pod CIDR.
+/// Implemented over pinned BPF maps by `BPFDatapath`; by an in-memory fake in tests.
+public protocol EncryptMap: Sendable {
+    /// Sets the local key ID (`encrypt_state`); nil writes 0, "encryption not ready".
+    func setLocalSPI(_ spi: KeyID?) throws
+    func localSPI() throws -> KeyID?
+    func upsertPeer(_ prefix: IPPrefix, _ entry: PeerEncryptEntry) throws
+    func deletePeer(_ prefix: IPPrefix) throws
+    func peers() throws -> [IPPrefix: PeerEncryptEntry]
+}
+
+/// The packet mark the datapath sets for egress to a peer: `0xE00 | spi << 12 | nodeID << 16`.
+public enum EncryptMark {
+    public static let encryptBits: UInt32 = 0xE00
+    public static let mask: UInt32 = 0xFFFF_FF00
+
+    public static func value(spi: KeyID, nodeID: UInt16) -> UInt32 {
+        encryptBits | UInt32(spi.rawValue) << 12 | UInt32(nodeID) << 16
+    }
+
+    /// The key ID egress uses towards a peer: the older of the two, with wrap-around.
+    public static func egressSPI(local: KeyID, peer: KeyID) -> KeyID { KeyID.older(local, peer) }
+}

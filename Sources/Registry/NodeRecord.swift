@@ -1,0 +1,46 @@
+import IPsecPrimitives
+
+/// What one node publishes about itself in the node registry.
+///
+/// `spi` and `encryptSpi` are the two halves of the rotation handshake:
+/// - `spi`: "I can receive key N" — inbound SAs for key N are installed for every peer this node knows.
+/// - `encryptSpi`: "I now send with N where the peer allows" — the key ID in this node's BPF encrypt map.
+public struct NodeRecord: Hashable, Sendable, Codable {
+    /// Unique node name (the registry key).
+    public var name: String
+    /// 16-bit node ID assigned by the registry; unique among live nodes. 0 = not yet assigned.
+    public var nodeID: UInt16
+    public var ipv4: IPAddress?
+    public var ipv6: IPAddress?
+    public var podCIDRs: [IPPrefix]
+    /// `/proc/sys/kernel/random/boot_id`, bound into the per-pair key derivation.
+    public var bootID: String
+    /// Key ID whose inbound SAs are installed for every known peer (nil: none yet).
+    public var spi: KeyID?
+    /// Key ID the node's BPF encrypt map uses as local key (nil: not encrypting yet).
+    public var encryptSpi: KeyID?
+    /// One-way fingerprint of the key behind `spi` (never the key).
+    public var keyFingerprint: String
+    /// The registry revision the node's XFRM state reflects.
+    public var xfrmRevision: Int64
+    /// Registry-assigned time of the last heartbeat, milliseconds since the epoch (0 if unknown).
+    public var heartbeatMillis: Int64
+
+    public init(
+        name: String, nodeID: UInt16 = 0, ipv4: IPAddress? = nil, ipv6: IPAddress? = nil, podCIDRs: [IPPrefix] = [],
+        bootID: String = "", spi: KeyID? = nil, encryptSpi: KeyID? = nil, keyFingerprint: String = "",
+        xfrmRevision: Int64 = 0, heartbeatMillis: Int64 = 0
+    ) {
+        self.name = name
+        self.nodeID = nodeID
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.podCIDRs = podCIDRs
+        self.bootID = bootID
+        self.spi = spi
+        self.encryptSpi = encryptSpi
+        self.keyFingerprint = keyFingerprint
+        self.xfrmRevision = xfrmRevision
+        self.heartbeatMillis = heartbeatMillis
+    }
+}

@@ -1,0 +1,2 @@
+// etcd v3 registry backend (issue 5).
+import Registry

@@ -1,0 +1,2 @@
+// Embedded registry server (issue 5).
+import Registry

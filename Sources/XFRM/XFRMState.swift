@@ -1,0 +1,113 @@
+import IPsecPrimitives
+
+/// An XFRM mark and mask (`XFRMA_MARK`, `XFRMA_SET_MARK`/`XFRMA_SET_MARK_MASK`).
+public struct XFRMMark: Hashable, Sendable, CustomStringConvertible {
+    public var value: UInt32
+    public var mask: UInt32
+    public init(value: UInt32, mask: UInt32 = 0xFFFF_FFFF) {
+        self.value = value
+        self.mask = mask
+    }
+    public var description: String { "0x\(String(value, radix: 16))/0x\(String(mask, radix: 16))" }
+}
+
+public enum XFRMMode: UInt8, Sendable, Hashable {
+    case transport = 0
+    case tunnel = 1
+}
+
+/// IP protocol numbers XFRM uses for SAs and templates.
+public enum XFRMProtocol: UInt8, Sendable, Hashable {
+    case esp = 50
+    case ah = 51
+    case comp = 108
+}
+
+/// The transform of an SA. Key bytes are `SecretBytes`: never printed.
+public enum XFRMAlgorithm: Hashable, Sendable {
+    /// AEAD, e.g. `rfc4106(gcm(aes))` with a key that includes the 4-byte salt.
+    case aead(name: String, key: SecretBytes, icvBits: Int)
+    /// Authentication with truncation (e.g. `hmac(sha256)`, 128 bits) plus encryption (e.g. `cbc(aes)`).
+    case authEncrypt(authName: String, authKey: SecretBytes, truncationBits: Int, cryptName: String, cryptKey: SecretBytes)
+}
+
+/// Identifies an SA: (destination, SPI, protocol, mark) — the kernel's lookup key.
+public struct XFRMStateID: Hashable, Sendable, CustomStringConvertible {
+    public var destination: IPAddress
+    public var spi: UInt32
+    public var proto: XFRMProtocol
+    public var mark: XFRMMark?
+    public init(destination: IPAddress, spi: UInt32, proto: XFRMProtocol = .esp, mark: XFRMMark? = nil) {
+        self.destination = destination
+        self.spi = spi
+        self.proto = proto
+        self.mark = mark
+    }
+    public var description: String {
+        "dst \(destination) spi 0x\(String(spi, radix: 16))" + (mark.map { " mark \($0)" } ?? "")
+    }
+}
+
+/// Lifetime counters the kernel reports for an SA (read from dumps; ignored on install).
+public struct XFRMLifetimeCounters: Hashable, Sendable {
+    public var bytes: UInt64
+    public var packets: UInt64
+    /// Seconds since the epoch when the SA was added.
+    public var addTime: UInt64
+    public var useTime: UInt64
+    public init(bytes: UInt64 = 0, packets: UInt64 = 0, addTime: UInt64 = 0, useTime: UInt64 = 0) {
+        self.bytes = bytes
+        self.packets = packets
+        self.addTime = addTime
+        self.useTime = useTime
+    }
+}
+
+/// An XFRM state (SA).
+public struct XFRMState: Hashable, Sendable, CustomStringConvertible {
+    public var source: IPAddress
+    public var destination: IPAddress
+    public var spi: UInt32
+    public var proto: XFRMProtocol
+    public var mode: XFRMMode
+    public var reqid: UInt32
+    public var mark: XFRMMark?
+    /// `XFRMA_SET_MARK`: the mark the kernel puts on packets after this SA processed them.
+    public var outputMark: XFRMMark?
+    public var algorithm: XFRMAlgorithm
+    /// Replay window in packets. With `esn` the kernel gets `XFRMA_REPLAY_ESN_VAL` (up to 4096 here).
+    public var replayWindow: UInt32
+    public var esn: Bool
+    /// Optional traffic selector; nil means "any" of the address family.
+    public var selector: XFRMSelector?
+    /// Filled in by dumps and gets; not sent on install.
+    public var counters: XFRMLifetimeCounters?
+
+    public init(
+        source: IPAddress, destination: IPAddress, spi: UInt32, proto: XFRMProtocol = .esp,
+        mode: XFRMMode = .tunnel, reqid: UInt32 = 0, mark: XFRMMark? = nil, outputMark: XFRMMark? = nil,
+        algorithm: XFRMAlgorithm, replayWindow: UInt32 = 1024, esn: Bool = true,
+        selector: XFRMSelector? = nil, counters: XFRMLifetimeCounters? = nil
+    ) {
+        self.source = source
+        self.destination = destination
+        self.spi = spi
+        self.proto = proto
+        self.mode = mode
+        self.reqid = reqid
+        self.mark = mark
+        self.outputMark = outputMark
+        self.algorithm = algorithm
+        self.replayWindow = replayWindow
+        self.esn = esn
+        self.selector = selector
+        self.counters = counters
+    }
+
+    public var id: XFRMStateID { XFRMStateID(destination: destination, spi: spi, proto: proto, mark: mark) }
+
+    public var description: String {
+        "state src \(source) dst \(destination) spi 0x\(String(spi, radix: 16)) reqid \(reqid) mode \(mode)"
+            + (mark.map { " mark \($0)" } ?? "")
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+
+/// Runs external commands (ip, tc, promtool …) for tests.
+public enum Shell {
+    public struct Failure: Error, CustomStringConvertible {
+        public let command: [String]
+        public let status: Int32
+        public let output: String
+        public var description: String { "\(command.joined(separator: " ")) exited \(status): \(output)" }
+    }
+
+    /// Runs `args` (looked up on PATH), returns stdout+stderr; throws `Failure` on a non-zero exit.
+    @discardableResult
+    public static func run(_ args: String..., input: String? = nil) throws -> String {
+        try run(args, input: input)
+    }
+
+    @discardableResult
+    public static func run(_ args: [String], input: String? = nil) throws -> String {
+        let (status, output) = try status(args, input: input)
+        guard status == 0 else { throw Failure(command: args, status: status, output: output) }
+        return output
+    }
+
+    /// Runs `args` and returns the exit status and combined output, without throwing on failure.
+    public static func status(_ args: [String], input: String? = nil) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        let inPipe = Pipe()
+        p.standardInput = inPipe
+        try p.run()
+        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+        try inPipe.fileHandleForWriting.close()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
