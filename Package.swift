@@ -64,6 +64,15 @@ let package = Package(
             ]
         ),
 
+        // Benchmarks (scripts/bench): figures, never pass/fail tests.
+        .executableTarget(
+            name: "ipsec-agent-bench",
+            dependencies: [
+                "XFRM", "Registry", "RegistryServer", "RegistryEtcd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
         // Tests
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "IPsecPrimitivesTests", dependencies: ["IPsecPrimitives"]),
