@@ -81,5 +81,6 @@ let package = Package(
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "TestSupport"]),
+        .testTarget(name: "RigTests", dependencies: ["TestSupport"]),
     ]
 )
