@@ -53,6 +53,7 @@ let package = Package(
             dependencies: [
                 "IPsecPrimitives", "XFRM", "Keys", "Datapath", "Registry",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
 
