@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "KeysTests", dependencies: ["Keys", "TestSupport"]),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Keys", "XFRM", "Datapath", "Registry", "IPsecPrimitives", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RigTests", dependencies: ["TestSupport"]),
     ]
 )

@@ -59,6 +59,7 @@ public actor AgentController {
     private var bpfEntries: [String: PeerEncryptEntry] = [:]
     private var departedAt: [String: Duration] = [:]
     private var adoptedKeysByNode: [UInt16: PeerKeys] = [:]
+    private var mismatchReported: Set<String> = []
     private var registrySynced = false
     private(set) var registryConnected = false
 
@@ -108,7 +109,7 @@ public actor AgentController {
         }
         encryptKey = try encryptMap.localSPI()
         bpfEntries = [:]
-        for state in try await kernel.ownedStates() {
+        for state in try await kernel.ownedStates() where DatapathLayout.owns(state) {
             guard let (key, sender) = DatapathLayout.decode(spi: state.spi) else { continue }
             if sender == local.nodeID, let mark = state.mark {
                 adoptedKeysByNode[UInt16(truncatingIfNeeded: mark.value >> 16), default: PeerKeys()].outbound.insert(key)
@@ -173,7 +174,9 @@ public actor AgentController {
 
     /// Moves the rotation forward as far as acknowledgements allow. Idempotent: called after every input.
     private func advance() async {
-        guard let key = currentKey else { return }
+        // "Every known peer" means nothing before the registry's first snapshot: a restarted agent that advertised
+        // then would promise inbound SAs it has not installed.
+        guard let key = currentKey, registrySynced else { return }
 
         // 2. XFRM: the new key for every peer, both directions. Nothing is advertised until all is acked.
         if advertisedKey != key || phase == .xfrm {
@@ -197,6 +200,9 @@ public actor AgentController {
             advertisedAt = now()
             logger.info("advertised key \(key)", metadata: ["revision": "\(revision)"])
         }
+
+        // Peer entries first: a fingerprint verdict may change with the key just loaded.
+        updateEncryptEntries()
 
         // 4. BPF: switch the local key, then tell peers.
         if encryptKey != key {
@@ -240,6 +246,8 @@ public actor AgentController {
         var fallbacks = 0
         for (name, live) in peerKeys {
             guard let peer = peers[name] else { continue }
+            // A peer holding other key material under our key ID will not switch to us: keep everything.
+            if peer.spi == current, fingerprintMismatch(peer) { continue }
             var next = live
             for old in live.inbound where old != current {
                 // The peer sends older(its encryptSpi, its view of our spi). It has seen our advertisement once its
@@ -251,12 +259,10 @@ public actor AgentController {
                     next.inbound.remove(old)
                 }
             }
+            // We send older(our key, peer's spi): once both are newer, nothing of ours uses `old` towards it. No
+            // fallback here: while the peer advertises `old` it can receive nothing else, so the SA stays.
             for old in live.outbound where old != current {
-                // We send older(our key, peer's spi): once both are newer, nothing of ours uses `old` towards it.
-                let acked = peer.spi.map { old.isOlder(than: $0) } == true && old.isOlder(than: current)
-                let id = DatapathLayout.spi(key: old, sender: local.nodeID)
-                if acked || fallbackAllowed(id, peer.underlay, mark: DatapathLayout.outMark(key: old, peer: peer.nodeID)) {
-                    if !acked { fallbacks += 1 }
+                if peer.spi.map({ old.isOlder(than: $0) }) == true && old.isOlder(than: current) {
                     next.outbound.remove(old)
                 }
             }
@@ -284,10 +290,11 @@ public actor AgentController {
         }
     }
 
-    /// Fallback: after the timeout, an SA whose packet counter stood still for the quiet window may go.
-    private func fallbackAllowed(_ spi: UInt32, _ destination: IPAddress, mark: XFRMMark? = nil) -> Bool {
+    /// Fallback for an inbound SA from a peer that never acknowledges: after the timeout, it may go once its
+    /// packet counter stood still for the quiet window.
+    private func fallbackAllowed(_ spi: UInt32, _ destination: IPAddress) -> Bool {
         guard let advertisedAt, now() - advertisedAt >= settings.fallbackTimeout else { return false }
-        let id = XFRMStateID(destination: destination, spi: spi, mark: mark)
+        let id = XFRMStateID(destination: destination, spi: spi)
         guard let history = counterHistory[id] else { return false }
         return now() - history.changedAt >= settings.quietWindow
     }
@@ -347,14 +354,20 @@ public actor AgentController {
     /// Points each peer's pod CIDRs at its advertised key in the BPF map, after its SAs exist.
     private func updateEncryptEntries() {
         for (name, peer) in peers {
-            guard let spi = peer.spi, installed[name] != nil else { continue }
-            if let held = keys[spi], !peer.keyFingerprint.isEmpty, peer.keyFingerprint != keyOps.fingerprint(held) {
-                if bpfEntries[name]?.peerSPI != spi {
+            guard var spi = peer.spi, installed[name] != nil else { continue }
+            if fingerprintMismatch(peer) {
+                // Keep egress on the newest older key both sides still share; never on the mismatched one.
+                let fallback = (peerKeys[name]?.outbound ?? []).filter { $0.isOlder(than: spi) }.max()
+                if !mismatchReported.contains(name) {
+                    mismatchReported.insert(name)
                     metrics.fingerprintMismatch()
                     logger.error("peer advertises key \(spi) with another fingerprint; not switching to it",
                                  metadata: ["peer": "\(name)"])
                 }
-                continue
+                guard let fallback else { continue }
+                spi = fallback
+            } else {
+                mismatchReported.remove(name)
             }
             let entry = PeerEncryptEntry(nodeID: peer.nodeID, peerSPI: spi)
             guard bpfEntries[name] != entry else { continue }
@@ -366,6 +379,12 @@ public actor AgentController {
                 logger.error("BPF peer update failed (reconcile will retry)", metadata: ["peer": "\(name)", "error": "\(error)"])
             }
         }
+    }
+
+    /// True when the peer advertises a key ID we hold, with a fingerprint of other key material.
+    private func fingerprintMismatch(_ peer: Peer) -> Bool {
+        guard let spi = peer.spi, let held = keys[spi], !peer.keyFingerprint.isEmpty else { return false }
+        return peer.keyFingerprint != keyOps.fingerprint(held)
     }
 
     private func removePeer(_ name: String) async {
@@ -523,8 +542,9 @@ public actor AgentController {
         let started = now()
         var report = ReconcileReport()
         do {
-            let states = try await kernel.ownedStates()
-            let policies = try await kernel.ownedPolicies()
+            // Filtered here too: whatever the kernel adapter returns, foreign objects are never diffed or deleted.
+            let states = try await kernel.ownedStates().filter(DatapathLayout.owns)
+            let policies = try await kernel.ownedPolicies().filter(DatapathLayout.owns)
             recordCounters(states)
             var want = DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys, derive: keyOps.derive)
             let diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
