@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // Vocabulary shared by every module: addresses, prefixes, key IDs with wrap-around, secrets.
@@ -57,10 +58,20 @@ let package = Package(
             ]
         ),
 
+        // The daemon around the core: configuration, kernel/BPF/registry adapters, services, admin endpoint.
+        .target(
+            name: "AgentDaemon",
+            dependencies: [
+                "Agent", "IPsecPrimitives", "XFRM", "Keys", "Datapath", "Registry",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .executableTarget(
             name: "ipsec-agent",
             dependencies: [
-                "Agent", "Keys", "XFRM", "Datapath", "Registry", "RegistryServer", "RegistryEtcd",
+                "Agent", "AgentDaemon", "Keys", "XFRM", "Datapath", "Registry", "RegistryServer", "RegistryEtcd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -83,5 +94,6 @@ let package = Package(
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Keys", "XFRM", "Datapath", "Registry", "IPsecPrimitives", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RigTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "AgentDaemonTests", dependencies: ["AgentDaemon", "Agent", "IPsecPrimitives", "TestSupport"]),
     ]
 )

@@ -10,6 +10,10 @@ public protocol XFRMKernel: Sendable {
     func ownedStates() async throws -> [XFRMState]
     /// The agent's own policies.
     func ownedPolicies() async throws -> [XFRMPolicy]
+    /// One SA by identity (nil if absent), for `trace`.
+    func state(_ id: XFRMStateID) async throws -> XFRMState?
+    /// One policy by identity (nil if absent), for `trace`.
+    func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy?
 }
 
 /// How an `XFRMKernel` reports a failed request: the two outcomes the controller treats specially, and the rest.

@@ -85,6 +85,9 @@ final class FakeKernel: XFRMKernel {
         }
     }
 
+    func state(_ id: XFRMStateID) async throws -> XFRMState? { db.withLock { $0.states[id] } }
+    func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { db.withLock { $0.policies[id] } }
+
     var states: [XFRMStateID: XFRMState] { db.withLock { $0.states } }
     var policies: [XFRMPolicyID: XFRMPolicy] { db.withLock { $0.policies } }
 
