@@ -58,6 +58,15 @@ let package = Package(
             ]
         ),
 
+        // Prometheus exposition: swift-metrics routed into swift-prometheus with help texts; kernel XFRM counters.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
         // The daemon around the core: configuration, kernel/BPF/registry adapters, services, admin endpoint.
         .target(
             name: "AgentDaemon",
@@ -94,6 +103,7 @@ let package = Package(
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Keys", "XFRM", "Datapath", "Registry", "IPsecPrimitives", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RigTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "TestSupport", .product(name: "Metrics", package: "swift-metrics")]),
         .testTarget(name: "AgentDaemonTests", dependencies: ["AgentDaemon", "Agent", "IPsecPrimitives", "TestSupport"]),
     ]
 )
