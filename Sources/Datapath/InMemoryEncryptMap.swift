@@ -12,6 +12,9 @@ public final class InMemoryEncryptMap: EncryptMap {
     private struct State {
         var localSPI: KeyID?
         var peers: [IPPrefix: PeerEncryptEntry] = [:]
+        var counts: [IPAddress.Family: Int] = [:]
+
+        func count(_ family: IPAddress.Family) -> Int { counts[family, default: 0] }
     }
 
     /// Entries allowed per address family (the real tries hold `BPFDatapath.maxPeerPrefixes`).
@@ -32,16 +35,21 @@ public final class InMemoryEncryptMap: EncryptMap {
 
     public func upsertPeer(_ prefix: IPPrefix, _ entry: PeerEncryptEntry) throws {
         try state.withLock { state in
-            if state.peers[prefix] == nil,
-               state.peers.keys.count(where: { $0.family == prefix.family }) >= capacityPerFamily {
+            if state.peers[prefix] == nil, state.count(prefix.family) >= capacityPerFamily {
                 throw DatapathError.mapOperation(map: BPFDatapath.peerMapName(prefix.family), operation: "update", key: prefix.description, errno: ENOSPC)
             }
-            state.peers[prefix] = entry
+            if state.peers.updateValue(entry, forKey: prefix) == nil {
+                state.counts[prefix.family, default: 0] += 1
+            }
         }
     }
 
     public func deletePeer(_ prefix: IPPrefix) throws {
-        _ = state.withLock { $0.peers.removeValue(forKey: prefix) }
+        state.withLock { state in
+            if state.peers.removeValue(forKey: prefix) != nil {
+                state.counts[prefix.family, default: 0] -= 1
+            }
+        }
     }
 
     public func peers() throws -> [IPPrefix: PeerEncryptEntry] {
