@@ -197,8 +197,8 @@ int cbpf_tc_query_ingress(int ifindex, uint32_t handle, uint32_t priority, uint3
     return 0;
 }
 
-int cbpf_tc_test_run(int program_fd, const void *frame, uint32_t size, uint32_t initial_mark,
-                     uint32_t *verdict, uint32_t *mark)
+int cbpf_tc_test_run(int program_fd, const void *frame, uint32_t size, uint32_t initial_mark, uint32_t repeat,
+                     uint32_t *verdict, uint32_t *mark, uint32_t *duration_ns)
 {
     struct __sk_buff context_in;
     struct __sk_buff context_out;
@@ -212,12 +212,13 @@ int cbpf_tc_test_run(int program_fd, const void *frame, uint32_t size, uint32_t 
         .ctx_size_in = sizeof(context_in),
         .ctx_out = &context_out,
         .ctx_size_out = sizeof(context_out),
-        .repeat = 1);
+        .repeat = repeat);
     int result = bpf_prog_test_run_opts(program_fd, &options);
     if (result < 0)
         return result;
     *verdict = options.retval;
     *mark = context_out.mark;
+    *duration_ns = options.duration;
     return 0;
 }
 

@@ -171,15 +171,19 @@ public final class BPFDatapath: EncryptMap {
     }
 
     /// Runs the program once on an Ethernet frame (`BPF_PROG_TEST_RUN`) against the live maps, without
-    /// sending anything: what mark would this packet get? Counters count the run.
-    public func run(frame: [UInt8], mark: UInt32 = 0) throws -> TestRunResult {
+    /// sending anything: what mark would this packet get? Counters count every run. `repeat` > 1 runs it
+    /// that many times in the kernel, for a per-packet cost figure (`averageNanoseconds`).
+    public func run(frame: [UInt8], mark: UInt32 = 0, repeat: UInt32 = 1) throws -> TestRunResult {
         var verdict: UInt32 = 0
         var markOut: UInt32 = 0
+        var duration: UInt32 = 0
         let result = object.withLock { object in
-            frame.withUnsafeBytes { cbpf_tc_test_run(object.programFD, $0.baseAddress, UInt32($0.count), mark, &verdict, &markOut) }
+            frame.withUnsafeBytes {
+                cbpf_tc_test_run(object.programFD, $0.baseAddress, UInt32($0.count), mark, `repeat`, &verdict, &markOut, &duration)
+            }
         }
         guard result == 0 else { throw DatapathError.testRun(errno: -result) }
-        return TestRunResult(verdict: verdict, mark: markOut)
+        return TestRunResult(verdict: verdict, mark: markOut, averageNanoseconds: duration)
     }
 
     // MARK: Pins

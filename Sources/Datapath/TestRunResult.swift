@@ -4,9 +4,12 @@ public struct TestRunResult: Hashable, Sendable {
     public var verdict: UInt32
     /// `skb->mark` after the run.
     public var mark: UInt32
+    /// Average time per run in nanoseconds, as the kernel measured it (a figure, not a verdict).
+    public var averageNanoseconds: UInt32
 
-    public init(verdict: UInt32, mark: UInt32) {
+    public init(verdict: UInt32, mark: UInt32, averageNanoseconds: UInt32 = 0) {
         self.verdict = verdict
         self.mark = mark
+        self.averageNanoseconds = averageNanoseconds
     }
 }

@@ -52,9 +52,10 @@ int cbpf_tc_detach_ingress(int ifindex, uint32_t handle, uint32_t priority);
 /* Program id attached at handle/priority; -ENOENT if none. */
 int cbpf_tc_query_ingress(int ifindex, uint32_t handle, uint32_t priority, uint32_t *program_id);
 
-/* BPF_PROG_TEST_RUN on a tc program with an Ethernet frame: returns the verdict and skb->mark after the run. */
-int cbpf_tc_test_run(int program_fd, const void *frame, uint32_t size, uint32_t initial_mark,
-                     uint32_t *verdict, uint32_t *mark);
+/* BPF_PROG_TEST_RUN on a tc program with an Ethernet frame, `repeat` times (0 counts as 1): returns the
+ * verdict and skb->mark after the (last) run and the kernel-measured average duration per run in ns. */
+int cbpf_tc_test_run(int program_fd, const void *frame, uint32_t size, uint32_t initial_mark, uint32_t repeat,
+                     uint32_t *verdict, uint32_t *mark, uint32_t *duration_ns);
 
 /* 1 if path is on a bpf filesystem, 0 if not, negative errno if it cannot be inspected. */
 int cbpf_is_bpffs(const char *path);
