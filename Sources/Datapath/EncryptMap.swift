@@ -18,8 +18,12 @@ public protocol EncryptMap: Sendable {
     /// Sets the local key ID (`encrypt_state`); nil writes 0, "encryption not ready".
     func setLocalSPI(_ spi: KeyID?) throws
     func localSPI() throws -> KeyID?
+    /// Adds or replaces the entry for exactly `prefix` (the datapath matches the longest prefix).
+    /// A family holding `BPFDatapath.maxPeerPrefixes` entries rejects new prefixes (ENOSPC).
     func upsertPeer(_ prefix: IPPrefix, _ entry: PeerEncryptEntry) throws
+    /// Removes the entry for exactly `prefix`; succeeds if there was none.
     func deletePeer(_ prefix: IPPrefix) throws
+    /// Every entry of both families.
     func peers() throws -> [IPPrefix: PeerEncryptEntry]
 }
 
