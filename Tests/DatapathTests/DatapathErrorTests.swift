@@ -50,15 +50,7 @@ struct DatapathErrorTests {
             }
             char LICENSE[] SEC("license") = "GPL";
             """
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ipsa-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let sourcePath = directory.appendingPathComponent("bad.c").path
-        let objectPath = directory.appendingPathComponent("bad.o").path
-        try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
-        try Shell.run(Self.clang, "-target", "bpf", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c", sourcePath, "-o", objectPath)
-        let object = try [UInt8](Data(contentsOf: URL(fileURLWithPath: objectPath)))
-
+        let object = try Self.compile(source)
         try TestPinDirectory.with { pins in
             try FileManager.default.createDirectory(atPath: pins.path, withIntermediateDirectories: true)
             let error = #expect(throws: DatapathError.self) {
@@ -72,6 +64,59 @@ struct DatapathErrorTests {
             #expect(verifierLog.contains("invalid access to packet"), "log: \(verifierLog)")
             #expect(error?.description.contains("verifier log (tail):") == true)
         }
+    }
+
+    @Test("a pinned map with another definition is refused, naming the map",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: clang)))
+    func incompatiblePinnedMap() throws {
+        // An older layout of peer_v4 (other key, value and capacity), pinned where the datapath looks.
+        let source = """
+            #include <linux/bpf.h>
+            #include <bpf/bpf_helpers.h>
+            struct {
+                __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+                __uint(max_entries, 10);
+                __uint(map_flags, BPF_F_NO_PREALLOC);
+                __type(key, __u64);
+                __type(value, __u32);
+                __uint(pinning, LIBBPF_PIN_BY_NAME);
+            } peer_v4 SEC(".maps");
+            SEC("tc") int ipsec_encrypt_select(struct __sk_buff *skb)
+            {
+                __u64 key = 0;
+                return bpf_map_lookup_elem(&peer_v4, &key) ? 1 : 0;
+            }
+            char LICENSE[] SEC("license") = "GPL";
+            """
+        let object = try Self.compile(source)
+        try TestPinDirectory.with { pins in
+            try FileManager.default.createDirectory(atPath: pins.path, withIntermediateDirectories: true)
+            let error = #expect(throws: DatapathError.self) {
+                // The old object pins its peer_v4 (it lacks the other maps, hence missingObjectPart) …
+                _ = try LoadedBPFObject(objectBytes: object, name: "old", pinDirectory: pins.path)
+            }
+            #expect(error == .missingObjectPart(kind: "map", name: "encrypt_state"))
+            #expect(FileManager.default.fileExists(atPath: pins.path + "/peer_v4"))
+            // … and the current datapath must refuse it rather than write into it.
+            let loadError = #expect(throws: DatapathError.self) { try BPFDatapath(pinDirectory: pins.path) }
+            guard case .load(_, let details, _) = loadError else {
+                Issue.record("expected a load error, got \(String(describing: loadError))")
+                return
+            }
+            #expect(details.contains("couldn't reuse pinned map") && details.contains("peer_v4"), "details: \(details)")
+        }
+    }
+
+    /// Compiles a BPF C source with the toolchain's clang, as the build plugin does.
+    static func compile(_ source: String) throws -> [UInt8] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ipsa-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let sourcePath = directory.appendingPathComponent("program.c").path
+        let objectPath = directory.appendingPathComponent("program.o").path
+        try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
+        try Shell.run(clang, "-target", "bpf", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c", sourcePath, "-o", objectPath)
+        return try [UInt8](Data(contentsOf: URL(fileURLWithPath: objectPath)))
     }
 
     @Test("the verifier log excerpt keeps the last lines")
