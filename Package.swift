@@ -41,7 +41,9 @@ let package = Package(
 
         // C: libbpf shim. Datapath: loads bpf/ programs, attaches tc, writes the encrypt maps.
         .target(name: "CBPF", linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]),
-        .target(name: "Datapath", dependencies: ["CBPF", "IPsecPrimitives"]),
+        .target(name: "Datapath", dependencies: ["CBPF", "IPsecPrimitives"], plugins: ["BPFObjectPlugin"]),
+        // Build-tool plugin: compiles bpf/encrypt.c (clang -target bpf) into a Swift source for Datapath.
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool()),
 
         // Node registry: record, protocol and resilient client; embedded server; etcd backend.
         .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
