@@ -73,9 +73,13 @@ let package = Package(
         .target(
             name: "AgentDaemon",
             dependencies: [
-                "Agent", "IPsecPrimitives", "XFRM", "Keys", "Datapath", "Registry",
+                "Agent", "IPsecPrimitives", "XFRM", "Keys", "Datapath", "Registry", "Telemetry",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
 
@@ -83,7 +87,13 @@ let package = Package(
             name: "ipsec-agent",
             dependencies: [
                 "Agent", "AgentDaemon", "Keys", "XFRM", "Datapath", "Registry", "RegistryServer", "RegistryEtcd",
+                "Telemetry", "IPsecPrimitives",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
 

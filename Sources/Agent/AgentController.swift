@@ -74,6 +74,9 @@ public actor AgentController {
     /// Inputs run one at a time: an actor alone would interleave them at every `await`.
     private let gate = SerialGate()
 
+    /// False while the last XFRM programming or repair left failures behind.
+    private var xfrmHealthy = true
+
     // Status
     private var lastReconcile: ReconcileReport?
     private var lastError: String?
@@ -185,7 +188,9 @@ public actor AgentController {
                 peerKeys[name, default: PeerKeys()].inbound.insert(key)
                 peerKeys[name, default: PeerKeys()].outbound.insert(key)
             }
-            guard await programGlobal(), await program(peers: Array(peers.keys)) else {
+            let programmed = await programGlobal() && (await program(peers: Array(peers.keys)))
+            xfrmHealthy = programmed
+            guard programmed else {
                 logger.warning("XFRM programming incomplete; not advertising key \(key) yet (will retry)")
                 return
             }
@@ -562,6 +567,7 @@ public actor AgentController {
                 }
                 logger.info("reconcile repaired \(requests.count) object(s)", metadata: ["summary": "\(report.summary)"])
             }
+            xfrmHealthy = report.errors == 0
             if report.errors == 0 {
                 for name in peers.keys { installed[name] = desired(for: name) }
                 installedGlobal.policies = want.policies.filter { !DatapathLayout.isPeerPolicy($0.value) }
@@ -651,6 +657,11 @@ public actor AgentController {
                                              repairs: $0.summary, errors: $0.errors)
             },
             lastError: lastError)
+    }
+
+    /// Ready: the first full programming and advertisement are done and XFRM programming currently succeeds.
+    public func isReady() -> Bool {
+        advertisedKey != nil && encryptKey != nil && xfrmHealthy
     }
 
     /// The peers and key state for `trace`.

@@ -9,7 +9,7 @@ import Testing
     podCIDRs: [10.244.1.0/24, "fd00:10:244:1::/64"]
     keyFile: /etc/ipsec/keys
     registry:
-      embedded: http://127.0.0.1:7400
+      embedded: http://127.0.0.1:7470
       credentialFile: /etc/ipsec-agent/credential
     interfaces: [veth-pod]
     reconcileInterval: 10s
@@ -22,7 +22,7 @@ import Testing
         #expect(c.nodeName == "node-1")
         #expect(c.underlay == IPAddress("192.0.2.1"))
         #expect(c.podCIDRs.map(\.description) == ["10.244.1.0/24", "fd00:10:244:1::/64"])
-        #expect(c.registry == .embedded(url: "http://127.0.0.1:7400"))
+        #expect(c.registry == .embedded(url: "http://127.0.0.1:7470"))
         #expect(c.credentialFile == "/etc/ipsec-agent/credential")
         #expect(c.reconcileInterval == .seconds(10))
         #expect(c.rotationFallbackTimeout == .seconds(300))
@@ -47,7 +47,7 @@ import Testing
         (valid.replacingOccurrences(of: "  credentialFile", with: "  credentialFiles"), "config:7: unknown setting \"registry.credentialFiles\""),
         (valid.replacingOccurrences(of: "node: node-1", with: "node: Node_1"), "config:1: node: node name must be"),
         (valid.replacingOccurrences(of: "keyFile: /etc/ipsec/keys\n", with: ""), "missing required setting \"keyFile\""),
-        (valid.replacingOccurrences(of: "embedded: http://127.0.0.1:7400", with: "embedded: 127.0.0.1:7400"), "config:6: registry.embedded: expected an http"),
+        (valid.replacingOccurrences(of: "embedded: http://127.0.0.1:7470", with: "embedded: 127.0.0.1:7470"), "config:6: registry.embedded: expected an http"),
         ("node: [unclosed\n", "not valid YAML"),
         (valid.replacingOccurrences(of: "reconcileInterval: 10s", with: "reconcileInterval: 1ms"), "must be at least"),
     ])

@@ -1,0 +1,26 @@
+import AgentDaemon
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+
+/// Reads the running agent's admin endpoint (for `status` and `trace`).
+enum AdminClient {
+    static func get(_ address: String, _ path: String) async throws -> (status: UInt, body: Data) {
+        let request = HTTPClientRequest(url: "http://\(address)\(path)")
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        } catch {
+            throw ValidationError("cannot reach the agent's admin endpoint at \(address): \(error) (is `ipsec-agent run` up? see adminListen)")
+        }
+        let body = try await response.body.collect(upTo: 16 << 20)
+        return (response.status.code, Data(buffer: body))
+    }
+
+    /// `--admin` if given, else the config's adminListen, else the default.
+    static func address(admin: String?, config: String?) throws -> String {
+        if let admin { return admin }
+        if let config { return try AgentConfiguration.load(path: config).adminListen }
+        return "127.0.0.1:9479"
+    }
+}

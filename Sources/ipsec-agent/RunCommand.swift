@@ -1,0 +1,72 @@
+import AgentDaemon
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import Registry
+import RegistryEtcd
+import RegistryServer
+import ServiceLifecycle
+
+/// `ipsec-agent run --config FILE`: the per-node daemon.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the agent: keep this node's IPsec programmed through key rotations.",
+        discussion: "SIGTERM stops the agent and leaves the datapath running; `ipsec-agent cleanup` removes it.")
+
+    @Option(help: "Configuration file (YAML; see docs/configuration.md).")
+    var config: String
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let configuration = try AgentConfiguration.load(path: config)
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "ipsec-agent")
+        guard let listen = RegistryServer.parseListenAddress(configuration.adminListen) else {
+            throw ValidationError("\(config): adminListen: expected HOST:PORT, got \"\(configuration.adminListen)\"")
+        }
+        let telemetry = TelemetryRefresher(registry: PrometheusCollectorRegistry(), logger: logger)
+        MetricsSystem.bootstrap(telemetry.catalogFactory)
+
+        let registry: any NodeRegistry
+        switch configuration.registry {
+        case .embedded(let url):
+            guard let path = configuration.credentialFile else {
+                throw ValidationError("\(config): registry.credentialFile is required with the embedded registry")
+            }
+            registry = EmbeddedRegistryClient(baseURL: url, nodeName: configuration.nodeName,
+                                              credential: try Self.readCredential(path))
+        case .etcd(let endpoints, let prefix):
+            registry = try EtcdRegistry(configuration: EtcdConfiguration(endpoints: endpoints, prefix: prefix))
+        }
+
+        let handle = AgentHandle()
+        let daemon = AgentDaemon(configuration: configuration, registry: registry, handle: handle,
+                                 metricsFactory: telemetry, logger: logger)
+        let admin = AdminServer(handle: handle, telemetry: telemetry, listen: listen, logger: logger).makeApplication()
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: daemon), .init(service: admin)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    static func readCredential(_ path: String) throws -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read the registry credential file \(path)")
+        }
+        let credential = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !credential.isEmpty else { throw ValidationError("the registry credential file \(path) is empty") }
+        return credential
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

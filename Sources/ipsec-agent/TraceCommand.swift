@@ -1,0 +1,39 @@
+import Agent
+import ArgumentParser
+import Foundation
+import IPsecPrimitives
+
+/// `ipsec-agent trace --to IP`: which peer, which keys, which SPI and mark, which policy and SA.
+struct TraceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace", abstract: "Explain how a packet from a local pod to an address leaves this node.")
+
+    @Option(help: "Destination address (a pod on a peer node).")
+    var to: String
+
+    @Option(help: "Admin endpoint HOST:PORT (default: adminListen from --config, else 127.0.0.1:9479).")
+    var admin: String?
+
+    @Option(help: "The agent's configuration file (to find its admin endpoint).")
+    var config: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard IPAddress(to) != nil else { throw ValidationError("--to: not an IP address: \"\(to)\"") }
+    }
+
+    func run() async throws {
+        let address = try AdminClient.address(admin: admin, config: config)
+        let (code, body) = try await AdminClient.get(address, "/trace?to=\(to)")
+        guard code == 200 else {
+            throw ValidationError("agent at \(address) answered \(code): \(String(decoding: body, as: UTF8.self))")
+        }
+        if json {
+            print(String(decoding: body, as: UTF8.self))
+        } else {
+            print(try JSONDecoder().decode(EgressTrace.self, from: body).text, terminator: "")
+        }
+    }
+}
