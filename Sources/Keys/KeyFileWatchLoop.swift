@@ -10,6 +10,8 @@ final class KeyFileWatchControl: Sendable {
     let stopDescriptor: Int32
     private let signalDescriptor: Int32
     let insecurePermissions = Atomic<Bool>(false)
+    /// Set by the thread as it leaves its loop.
+    let exited = Atomic<Bool>(false)
 
     init(file: String) throws(KeyFileError) {
         var fds: [Int32] = [-1, -1]
@@ -81,7 +83,10 @@ final class KeyFileWatchLoop {
     }
 
     func run() {
-        defer { continuation.finish() }
+        defer {
+            control.exited.store(true, ordering: .releasing)
+            continuation.finish()
+        }
         report()
         var descriptors = [
             pollfd(fd: control.stopDescriptor, events: Int16(POLLIN), revents: 0),

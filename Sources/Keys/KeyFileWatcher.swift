@@ -41,6 +41,9 @@ public final class KeyFileWatcher: Sendable {
     /// True when the last successful read found the file accessible by group or others (for metrics).
     public var insecurePermissions: Bool { control.insecurePermissions.load(ordering: .relaxed) }
 
+    /// True once the watcher thread has left its loop (for tests and diagnostics).
+    var threadExited: Bool { control.exited.load(ordering: .acquiring) }
+
     /// Starts watching `path`. Throws when its directory cannot be watched.
     public init(path: String, configuration: Configuration = .init(), logger: Logger? = nil) throws(KeyFileError) {
         let (directory, name) = Self.split(path)

@@ -1,0 +1,106 @@
+import IPsecPrimitives
+import PropertyBased
+import Testing
+@testable import Keys
+
+@Suite("Key file grammar, property-based")
+struct KeyFileParserPropertyTests {
+    /// Words a key file is made of, plus near misses, so random lines often get deep into the grammar.
+    static let vocabulary: [String] = [
+        "1", "3+", "15", "0xf", "0", "16", "+", "0x", "-1", "rfc4106(gcm(aes))", "rfc4106(gcm(aes)", "gcm(aes)",
+        "hmac(sha1)", "hmac(sha256)", "hmac(sha512)", "hmac(md5)", "hmac()", "cbc(aes)", "cbc(des)",
+        "64", "96", "128", "256", "#", "# comment", "\t", "\r", "\n", "\n", "\n",
+    ] + [4, 16, 20, 24, 28, 31, 32, 36, 40, 64].map { KeyFixtures.hex(KeyFixtures.bytes($0, from: 0x5A)) }
+
+    static let tokenSoup = Generator(run: { rng in
+        (0..<Int.random(in: 0...14, using: &rng)).map { _ in vocabulary.randomElement(using: &rng)! }
+            .joined(separator: Bool.random(using: &rng) ? " " : "\t")
+    })
+
+    static let randomText = Gen<UInt8>.value(in: 0...255).array(of: 0...200).map { String(decoding: $0, as: UTF8.self) }
+
+    /// A valid file of one to three lines (distinct SPIs), then one random edit: delete, insert or replace a character.
+    static let mutatedFile = Generator(run: { rng in
+        let ids = Array((1...15).shuffled(using: &rng).prefix(Int.random(in: 1...3, using: &rng)))
+        var text = ids.map { id in
+            Bool.random(using: &rng)
+                ? KeyFixtures.aeadLine(spi: id, keyBytes: [20, 28, 36].randomElement(using: &rng)!, icv: [64, 96, 128].randomElement(using: &rng)!, start: 0x5A)
+                : KeyFixtures.cbcLine(spi: id, start: 0x5A)
+        }.joined(separator: "\n")
+        var characters = Array(text)
+        let position = Int.random(in: 0..<characters.count, using: &rng)
+        let replacement: Character = Array("0123456789abcdefgxX+# \t\n()z").randomElement(using: &rng)!
+        switch Int.random(in: 0..<3, using: &rng) {
+        case 0: characters.remove(at: position)
+        case 1: characters.insert(replacement, at: position)
+        default: characters[position] = replacement
+        }
+        text = String(characters)
+        return text
+    })
+
+    /// Every key the parser accepts satisfies the grammar's rules.
+    static func expectValid(_ file: KeyFile) {
+        #expect(!file.keys.isEmpty)
+        #expect(Set(file.keys.map(\.id)).count == file.keys.count, "SPIs must be distinct")
+        for key in file.keys {
+            #expect(KeyID.range.contains(key.id.rawValue))
+            switch key.algorithm {
+            case .aesGCM(let keyBits, let icvBits):
+                #expect([128, 192, 256].contains(keyBits))
+                #expect([64, 96, 128].contains(icvBits))
+                #expect(key.encryptionKey.count == keyBits / 8 + 4)
+                #expect(key.authenticationKey == nil)
+            case .cbcHMAC(let hash, let authKeyBytes, let aesKeyBits):
+                #expect(["sha1": 20, "sha256": 32, "sha512": 64][hash] == authKeyBytes)
+                #expect(key.authenticationKey?.count == authKeyBytes)
+                #expect([128, 192, 256].contains(aesKeyBits))
+                #expect(key.encryptionKey.count * 8 == aesKeyBits)
+            }
+        }
+    }
+
+    /// Errors point into the text and never repeat key material.
+    static func expectWellFormed(_ error: KeyFileError, for text: String) {
+        let lineCount = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).count
+        if let line = error.line {
+            #expect((1...lineCount).contains(line))
+        }
+        for bytes in [20, 28, 32, 36, 64] {
+            #expect(!KeyFixtures.leaks(error.description, KeyFixtures.hex(KeyFixtures.bytes(bytes, from: 0x5A))), "\(error)")
+            #expect(!KeyFixtures.leaks(error.description, KeyFixtures.hex(KeyFixtures.bytes(bytes, from: 0x5A &+ 0x80))), "\(error)")
+        }
+    }
+
+    static func check(_ text: String) {
+        do {
+            expectValid(try KeyFileParser().parse(text, source: "prop"))
+        } catch {
+            expectWellFormed(error, for: text)
+        }
+    }
+
+    @Test func randomBytesNeverCrash() async {
+        await propertyCheck(count: 500, input: Self.randomText) { Self.check($0) }
+    }
+
+    @Test func randomTokenLinesNeverYieldAnInvalidKey() async {
+        await propertyCheck(count: 2000, input: Self.tokenSoup) { Self.check($0) }
+    }
+
+    @Test func mutatedFilesNeverYieldAnInvalidKey() async {
+        await propertyCheck(count: 2000, input: Self.mutatedFile) { Self.check($0) }
+    }
+
+    @Test func generatedKeysRoundTrip() async {
+        let algorithms: [KeyAlgorithm] = KeyGenerator.Family.allCases.flatMap { family in
+            KeyGenerator.aesKeyBits.map { KeyGenerator.algorithm(family, aesKeyBits: $0) }
+        } + [.aesGCM(keyBits: 128, icvBits: 64), .cbcHMAC(hash: "sha1", authKeyBytes: 20, aesKeyBits: 128), .cbcHMAC(hash: "sha512", authKeyBytes: 64, aesKeyBits: 256)]
+        await propertyCheck(count: 200, input: Gen.int(in: 1...15), Gen<KeyAlgorithm?>.element(of: algorithms)) { id, algorithm in
+            let key = KeyGenerator.generate(id: KeyID(id)!, algorithm: algorithm!)
+            let parsed = try KeyFileParser().parse(KeyFileWriter.line(for: key), source: "generated")
+            #expect(parsed.activeKey == key)
+            #expect(parsed.activeKey.fingerprint == key.fingerprint)
+        }
+    }
+}
