@@ -140,6 +140,32 @@ struct KeyFileWatcherTests {
         #expect(!watcher.insecurePermissions)
     }
 
+    @Test func logsIDsAndFingerprintsNeverKeyBytes() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try directory.writeInPlace("keys", Self.text(Self.keyA))
+        #expect(chmod(directory.file("keys"), 0o640) == 0)
+        let lines = CapturingLogHandler.Lines()
+        let watcher = try KeyFileWatcher(path: directory.file("keys"), configuration: Self.fast, logger: CapturingLogHandler.logger(lines))
+        defer { watcher.stop() }
+        let collector = EventCollector()
+        collector.drain(watcher.events)
+        #expect(await collector.waitForEvents(1) == [.key(Self.keyA)])
+        try directory.writeByRename("keys", KeyFixtures.aeadLine(spi: 2, keyBytes: 19, start: 0x20))
+        _ = await collector.waitForEvents(2)
+        try directory.writeByRename("keys", Self.text(Self.keyB))
+        _ = await collector.waitForEvents(3)
+        watcher.stop()
+
+        let log = lines.all
+        #expect(log.contains { $0.hasPrefix("warning") && $0.contains("group or others") })
+        #expect(log.contains { $0.hasPrefix("warning") && $0.contains("aead key") && $0.contains("19 bytes") })
+        #expect(log.contains { $0.hasPrefix("info") && $0.contains(Self.keyB.fingerprint) })
+        for secret in [Self.keyA, Self.keyB].map({ KeyFixtures.hex($0.encryptionKey.revealed) }) + [KeyFixtures.hex(KeyFixtures.bytes(19, from: 0x20))] {
+            #expect(!log.contains { KeyFixtures.leaks($0, secret) }, "\(log)")
+        }
+    }
+
     @Test func cancellingTheConsumerStopsTheThread() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
