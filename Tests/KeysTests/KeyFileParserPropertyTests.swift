@@ -131,7 +131,7 @@ struct KeyFileParserPropertyTests {
             Self.check(text)
         }
         // The generator must reach acceptance often, or the invariants were never exercised.
-        #expect(accepted.withLock { $0 } > 100)
+        #expect(accepted.withLock { $0 } > 30)  // about 120 of 1500 on average
     }
 
     @Test func mutatedFilesNeverYieldAnInvalidKey() async {
