@@ -11,7 +11,7 @@ struct FileContents {
     let mode: UInt32
 
     /// Opens `path` (following symlinks), checks it is a regular file of at most `limit` bytes, reads it.
-    static func read(path: String, limit: Int) throws(KeyFileError) -> FileContents {
+    static func load(path: String, limit: Int) throws(KeyFileError) -> FileContents {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw failure(path, expected: "a readable file", errno: errno)
@@ -30,7 +30,7 @@ struct FileContents {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw failure(path, expected: "a readable file", errno: errno)

@@ -26,7 +26,7 @@ public struct KeyFileParser: Sendable {
 
     /// Reads and parses the file at `path` (following symlinks), noting insecure permissions.
     public func load(path: String) throws(KeyFileError) -> KeyFile {
-        let contents = try FileContents.read(path: path, limit: Self.maximumFileSize)
+        let contents = try FileContents.load(path: path, limit: Self.maximumFileSize)
         guard let text = String(validating: contents.bytes, as: UTF8.self) else {
             throw KeyFileError(file: path, line: nil, field: .file, expected: "UTF-8 text", got: "invalid UTF-8")
         }

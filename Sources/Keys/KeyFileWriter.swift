@@ -34,15 +34,7 @@ public enum KeyFileWriter {
         do {
             defer { close(fd) }
             guard fchmod(fd, 0o600) == 0 else { throw failure(temporary, "mode 0600 to be settable", errno) }
-            var written = 0
-            while written < contents.count {
-                let n = contents[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw failure(temporary, "a writable file", errno)
-                }
-                written += n
-            }
+            guard writeAll(fd, contents) else { throw failure(temporary, "a writable file", errno) }
             guard fsync(fd) == 0 else { throw failure(temporary, "fsync to succeed", errno) }
         }
         guard rename(temporary, path) == 0 else { throw failure(path, "rename over the file to succeed", errno) }
@@ -62,4 +54,18 @@ public enum KeyFileWriter {
     static func failure(_ path: String, _ expected: String, _ code: Int32) -> KeyFileError {
         KeyFileError(file: path, line: nil, field: .file, expected: expected, got: String(cString: strerror(code)))
     }
+}
+
+/// Writes every byte to `fd`, retrying short writes and EINTR; false (errno set) on failure.
+private func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    var written = 0
+    while written < bytes.count {
+        let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return false
+        }
+        written += n
+    }
+    return true
 }

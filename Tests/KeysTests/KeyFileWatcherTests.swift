@@ -215,6 +215,9 @@ struct KeyFileWatcherTests {
         #expect(await collector.waitForEvents(1) == [.key(Self.keyA)])
         directory.remove()
         #expect(await collector.waitForFinish())
-        #expect(collector.events.contains { Self.isError($0, field: .file) })
+        let gone = KeyFileError(file: directory.file("keys"), line: nil, field: .file,
+                                expected: "its directory to stay in place", got: "the directory was removed or moved")
+        #expect(collector.events.last == .error(gone), "\(collector.events)")
+        #expect(watcher.threadExited)
     }
 }
