@@ -87,8 +87,7 @@ let package = Package(
         .testTarget(
             name: "KeysTests",
             dependencies: [
-                "Keys", "TestSupport",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "Keys", "IPsecPrimitives", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

@@ -39,7 +39,7 @@ final class KeyFileWatchControl: Sendable {
 }
 
 /// The body of the watcher thread. Owned by that thread alone; everything it blocks on is a
-/// `poll` that the stop eventfd interrupts.
+/// `poll` that the stop pipe interrupts.
 final class KeyFileWatchLoop {
     let path: String
     /// Entry names in the directory whose change means the key file may have changed: the file's
@@ -93,8 +93,10 @@ final class KeyFileWatchLoop {
             pollfd(fd: inotify.descriptor, events: Int16(POLLIN), revents: 0),
         ]
         while true {
-            let ready = poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds())
-            if ready < 0 && errno != EINTR {
+            descriptors[0].revents = 0
+            descriptors[1].revents = 0
+            if poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds()) < 0 {
+                if errno == EINTR { continue }
                 logger?.error("key file watcher: poll failed, stopping", metadata: ["file": "\(path)", "errno": "\(errno)"])
                 return
             }
