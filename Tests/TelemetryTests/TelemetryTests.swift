@@ -80,3 +80,21 @@ import Testing
         #expect(!registry.emitToString().contains("ipsec_xfrm_errors_total"))
     }
 }
+
+@Suite struct AlertRulesTests {
+    @Test func alertRulesPassPromtoolAndUseExportedNames() throws {
+        let path = #filePath.replacingOccurrences(of: "Tests/TelemetryTests/TelemetryTests.swift", with: "docs/alerts.yml")
+        let rules = try String(contentsOfFile: path, encoding: .utf8)
+        // Every metric an alert reads is one the agent exports.
+        for name in rules.split(whereSeparator: { !($0.isLetter || $0 == "_") }) where name.hasPrefix("ipsec_") {
+            #expect(MetricCatalog.help[String(name)] != nil, "alert uses unknown metric \(name)")
+        }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") else {
+            Issue.record("promtool missing: run scripts/bootstrap")
+            return
+        }
+        let (status, output) = try Shell.status(["promtool", "check", "rules", path])
+        #expect(status == 0, "promtool: \(output)")
+        #expect(output.contains("SUCCESS: 7 rules found"))
+    }
+}
