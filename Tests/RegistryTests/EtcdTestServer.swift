@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Logging
 import Registry
 @testable import RegistryEtcd
@@ -30,7 +31,7 @@ final class EtcdTestServer {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let log = directory.appendingPathComponent("etcd.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = [
             "--name", "test",
@@ -64,9 +65,11 @@ final class EtcdTestServer {
 
     /// A raw gateway client, for what the registry does not do (compaction, foreign writes).
     var gateway: EtcdGatewayClient {
-        EtcdGatewayClient(
+        var logger = Logger(label: "etcd-test")
+        logger.logLevel = .error  // readiness polling fails until etcd listens; not worth a line each
+        return EtcdGatewayClient(
             endpoints: [clientURL], http: EtcdGatewayClient.sharedHTTPClient, requestTimeout: .seconds(5),
-            maxResponseBytes: 1 << 20, logger: .init(label: "etcd-test"))
+            maxResponseBytes: 1 << 20, logger: logger)
     }
 
     func stop() {

@@ -1,4 +1,5 @@
 import Foundation
+import IPsecPrimitives
 import Logging
 import NIOCore
 import Registry
