@@ -197,22 +197,25 @@ public actor EtcdRegistry: NodeRegistry {
 
         var attempts = 0
         for id in candidates {
-            let owner = owners[id]
-            guard owner == nil || owner == name else { continue }
-            var stored = record
-            stored.nodeID = id
-            stored.heartbeatMillis = Int64((Date().timeIntervalSince1970 * 1000).rounded())
-            switch try await claim(id, for: stored, lease: lease, alreadyHeld: owner == name) {
-            case .claimed:
-                let stale = held.filter { $0 != id }
-                if !stale.isEmpty { await release(stale, of: name) }
-                return stored
-            case .lost(let currentOwner):
-                owners[id] = currentOwner
-                attempts += 1
-                logger.debug("etcd node ID taken concurrently", metadata: ["node": "\(name)", "nodeID": "\(id)"])
-                if attempts >= Self.maxClaimAttempts {
-                    throw EtcdRegistryError.allocationContention(name: name, attempts: attempts)
+            // A lost race re-reads the owner: another node → next candidate; this very node (an
+            // overlapping publish of it won) → claim again as held; nobody → try again.
+            while owners[id] == nil || owners[id] == name {
+                let alreadyHeld = owners[id] == name
+                var stored = record
+                stored.nodeID = id
+                stored.heartbeatMillis = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+                switch try await claim(id, for: stored, lease: lease, alreadyHeld: alreadyHeld) {
+                case .claimed:
+                    let stale = held.filter { $0 != id }
+                    if !stale.isEmpty { await release(stale, of: name) }
+                    return stored
+                case .lost(let currentOwner):
+                    owners[id] = currentOwner
+                    attempts += 1
+                    logger.debug("etcd node ID changed hands concurrently", metadata: ["node": "\(name)", "nodeID": "\(id)"])
+                    if attempts >= Self.maxClaimAttempts {
+                        throw EtcdRegistryError.allocationContention(name: name, attempts: attempts)
+                    }
                 }
             }
         }

@@ -98,6 +98,27 @@ struct EtcdRegistryTests {
         }
     }
 
+    @Test func overlappingPublishesOfOneNodeHoldOneID() async throws {
+        try await EtcdTestServer.with { server in
+            let registry = try server.registry(nodeIDs: 1...8)
+            let stored = try await withThrowingTaskGroup(of: NodeRecord.self) { group in
+                for spi in UInt8(1)...6 {
+                    group.addTask { try await registry.publish(Self.record("same", spi: spi)) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(stored.map(\.nodeID)).count == 1)
+            let ids = try await server.gateway.call(
+                "/v3/kv/range",
+                EtcdWire.RangeRequest(
+                    key: EtcdWire.base64(registry.keyspace.idsPrefix),
+                    range_end: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: Array(registry.keyspace.idsPrefix.utf8)))),
+                as: EtcdWire.RangeResponse.self)
+            #expect(ids.kvs?.count == 1)
+            #expect(try await registry.list().records.map(\.nodeID) == [stored[0].nodeID])
+        }
+    }
+
     @Test func watchDeliversChangesInRevisionOrder() async throws {
         try await EtcdTestServer.with { server in
             let registry = try server.registry()
