@@ -162,7 +162,7 @@ struct EtcdRegistryTests {
 
     @Test func leaseExpiryDeletesTheRecordAndHeartbeatReRegisters() async throws {
         try await EtcdTestServer.with { server in
-            let registry = try server.registry(leaseTTL: .seconds(2))
+            let registry = try server.registry(leaseTTL: .seconds(3))
             let kept = try await registry.publish(Self.record("kept"))
             let lapsed = try await registry.publish(Self.record("lapsed"))
             let stream = registry.watch(after: try await registry.list().revision)
@@ -220,7 +220,8 @@ struct EtcdRegistryTests {
         try await EtcdTestServer.with { server in
             let dead = "http://127.0.0.1:\(try EtcdTestServer.freeLoopbackPorts(count: 1)[0])"
             let registry = try server.registry(endpoints: [dead, server.clientURL])
-            let stream = registry.watch(after: try await registry.list().revision)
+            // The watch is this registry's first call, so it is the one that meets the dead endpoint.
+            let stream = registry.watch(after: 0)
             let stored = try await registry.publish(Self.record("a"))
             #expect(try await registry.list().records == [stored])
             let events = try await Self.next(1, of: stream)
@@ -243,6 +244,22 @@ struct EtcdRegistryTests {
                 #expect(path == "/v3/kv/range")
                 #expect(failures.count == 2)
                 #expect(failures.allSatisfy { $0.hasPrefix(dead) })
+            }
+        }
+    }
+
+    @Test func failsOverWhenTheCurrentEndpointDies() async throws {
+        // Two independent servers stand in for two members: the client only needs a second
+        // endpoint that answers once the first one has gone away.
+        try await EtcdTestServer.with { first in
+            try await EtcdTestServer.with { second in
+                let registry = try first.registry(endpoints: [first.clientURL, second.clientURL])
+                let stored = try await registry.publish(Self.record("a"))
+                #expect(try await registry.list().records == [stored])  // served by the first
+                first.stop()
+                #expect(try await registry.list().records == [])  // the second, which has no records
+                let again = try await registry.publish(Self.record("a"))
+                #expect(try await second.registry().list().records == [again])
             }
         }
     }
