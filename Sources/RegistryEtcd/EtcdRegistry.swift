@@ -65,7 +65,7 @@ public actor EtcdRegistry: NodeRegistry {
     }
 
     public func heartbeat(name: String) async throws {
-        guard let record = published[name] else { throw EtcdRegistryError.notPublished(name: name) }
+        guard published[name] != nil else { throw EtcdRegistryError.notPublished(name: name) }
         if let lease = leases[name] {
             let answer = try await client.call(
                 "/v3/lease/keepalive", EtcdWire.LeaseIDRequest(ID: String(lease)), as: EtcdWire.LeaseKeepAliveEnvelope.self)
@@ -74,6 +74,8 @@ public actor EtcdRegistry: NodeRegistry {
             logger.warning("etcd lease expired, registering again", metadata: ["node": "\(name)"])
             forget(lease: lease, of: name)
         }
+        // Re-read after the await: a `withdraw` meanwhile must not be undone.
+        guard let record = published[name] else { return }
         _ = try await publish(record)
     }
 
