@@ -8,7 +8,8 @@ public struct EtcdConfiguration: Sendable {
     public var prefix: String
     /// Lifetime of a node's lease: its record disappears this long after its last heartbeat.
     public var leaseTTL: Duration
-    /// Deadline for one unary gateway call (connect + response head) on one endpoint.
+    /// Deadline for one unary gateway call on one endpoint (connect, head and body); past it the
+    /// next endpoint is tried. Also bounds opening a watch (until the response head).
     public var requestTimeout: Duration
     /// Node IDs handed out (0 means "unassigned" and is never handed out).
     public var nodeIDs: ClosedRange<UInt16>

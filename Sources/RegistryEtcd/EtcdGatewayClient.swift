@@ -34,18 +34,22 @@ final class EtcdGatewayClient: Sendable {
     }
 
     /// A unary call: POSTs `request` as JSON to `path`, decodes the answer as `Response`.
-    func call<Request: Encodable, Response: Decodable>(
+    /// The whole exchange (connect, head and body) must finish within the request timeout on each
+    /// endpoint, so a member that stalls mid-answer is failed over like one that is down.
+    func call<Request: Encodable, Response: Decodable & Sendable>(
         _ path: String, _ request: Request, as _: Response.Type = Response.self
     ) async throws -> Response {
         let body = try JSONEncoder().encode(request)
         return try await withFailover(path) { endpoint in
-            let response = try await self.http.execute(
-                self.makeRequest(endpoint, path, body), timeout: self.requestTimeout, logger: self.logger)
-            let bytes = try await response.body.collect(upTo: self.maxResponseBytes)
-            guard response.status == .ok else {
-                throw Self.error(from: bytes, status: response.status, endpoint: endpoint, path: path)
+            try await self.withRequestTimeout {
+                let response = try await self.http.execute(
+                    self.makeRequest(endpoint, path, body), timeout: self.requestTimeout, logger: self.logger)
+                let bytes = try await response.body.collect(upTo: self.maxResponseBytes)
+                guard response.status == .ok else {
+                    throw Self.error(from: bytes, status: response.status, endpoint: endpoint, path: path)
+                }
+                return try Self.decode(Response.self, from: bytes, endpoint: endpoint, path: path)
             }
-            return try Self.decode(Response.self, from: bytes, endpoint: endpoint, path: path)
         }
     }
 
@@ -93,6 +97,27 @@ final class EtcdGatewayClient: Sendable {
             }
         }
         throw EtcdRegistryError.unreachable(path: path, failures: failures)
+    }
+
+    /// Thrown when a unary exchange outlives the request timeout (a transport failure: fails over).
+    struct RequestTimedOut: Error, CustomStringConvertible {
+        let timeout: TimeAmount
+        var description: String { "no complete answer within \(timeout.nanoseconds / 1_000_000) ms" }
+    }
+
+    private func withRequestTimeout<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask { [timeout = requestTimeout] in
+                try await Task.sleep(for: .nanoseconds(timeout.nanoseconds))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let value = try await group.next()! else {
+                throw RequestTimedOut(timeout: requestTimeout)
+            }
+            return value
+        }
     }
 
     // MARK: Encoding

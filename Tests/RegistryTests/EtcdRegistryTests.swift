@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import IPsecPrimitives
 import Registry
 import Testing
@@ -244,6 +247,28 @@ struct EtcdRegistryTests {
                 #expect(path == "/v3/kv/range")
                 #expect(failures.count == 2)
                 #expect(failures.allSatisfy { $0.hasPrefix(dead) })
+            }
+        }
+    }
+
+    @Test func failsOverFromAMemberThatNeverAnswers() async throws {
+        try await EtcdTestServer.with { server in
+            let silent = try EtcdTestServer.silentListener()
+            defer { close(silent.fd) }
+            let registry = try server.registry(endpoints: [silent.url, server.clientURL], requestTimeout: .milliseconds(500))
+            let stored = try await registry.publish(Self.record("a"))
+            #expect(try await registry.list().records == [stored])
+
+            let hung = try server.registry(endpoints: [silent.url], requestTimeout: .milliseconds(300))
+            do {
+                _ = try await hung.list()
+                Issue.record("list on a member that never answers succeeded")
+            } catch let error as EtcdRegistryError {
+                guard case .unreachable(_, let failures) = error else {
+                    Issue.record("unexpected error \(error)")
+                    return
+                }
+                #expect(failures.count == 1)
             }
         }
     }

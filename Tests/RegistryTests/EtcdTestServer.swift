@@ -56,11 +56,13 @@ final class EtcdTestServer {
 
     /// A registry on this server with its own key prefix.
     func registry(
-        endpoints: [String]? = nil, leaseTTL: Duration = .seconds(30), nodeIDs: ClosedRange<UInt16> = 1...UInt16.max
+        endpoints: [String]? = nil, leaseTTL: Duration = .seconds(30), requestTimeout: Duration = .seconds(5),
+        nodeIDs: ClosedRange<UInt16> = 1...UInt16.max
     ) throws -> EtcdRegistry {
         try EtcdRegistry(
             configuration: EtcdConfiguration(
-                endpoints: endpoints ?? [clientURL], prefix: "/ipsec-agent-test/", leaseTTL: leaseTTL, nodeIDs: nodeIDs))
+                endpoints: endpoints ?? [clientURL], prefix: "/ipsec-agent-test/", leaseTTL: leaseTTL,
+                requestTimeout: requestTimeout, nodeIDs: nodeIDs))
     }
 
     /// A raw gateway client, for what the registry does not do (compaction, foreign writes).
@@ -98,6 +100,27 @@ final class EtcdTestServer {
         let log = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
         throw StartFailure(
             description: "etcd did not come up on \(clientURL): \(lastError.map { "\($0)" } ?? "exited"); log tail: \(log.suffix(800))")
+    }
+
+    /// A loopback socket that listens but never accepts: connections complete (the kernel's
+    /// backlog), requests are never answered — a hung member. Close the returned descriptor.
+    static func silentListener() throws -> (fd: Int32, url: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StartFailure(description: "socket() failed: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard listening else {
+            close(fd)
+            throw StartFailure(description: "listen() on a free port failed: errno \(errno)")
+        }
+        return (fd, "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))")
     }
 
     /// Ports free on 127.0.0.1 right now: all sockets are bound before any is closed, so the
