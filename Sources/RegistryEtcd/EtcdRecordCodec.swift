@@ -17,14 +17,18 @@ struct EtcdRecordCodec: Sendable {
 
     let keyspace: EtcdKeyspace
 
-    /// The record as base64 JSON (sorted keys, so equal records store equal bytes).
+    /// The record as base64 JSON (sorted keys, so equal records store equal bytes). `revision` is
+    /// stored as 0: etcd assigns it, and `decode` takes it from the key's `mod_revision`.
     func encode(_ record: NodeRecord) throws -> String {
+        var record = record
+        record.revision = 0
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return EtcdWire.base64(try encoder.encode(record))
     }
 
-    /// Decodes a stored key/value. The record's `name` must match the key.
+    /// Decodes a stored key/value. The record's `name` must match the key; its `revision` is the
+    /// key's `mod_revision` (the revision at which the record was last stored).
     func decode(_ kv: EtcdWire.KeyValue) throws(BadRecord) -> NodeRecord {
         guard let key = EtcdWire.bytes(base64: kv.key) else {
             throw BadRecord(key: String(kv.key.prefix(80)), reason: "key is not base64")
@@ -36,7 +40,7 @@ struct EtcdRecordCodec: Sendable {
         guard let value = EtcdWire.bytes(base64: kv.value) else {
             throw BadRecord(key: printableKey, reason: "value is not base64")
         }
-        let record: NodeRecord
+        var record: NodeRecord
         do {
             record = try JSONDecoder().decode(NodeRecord.self, from: Data(value))
         } catch let error as DecodingError {
@@ -47,6 +51,10 @@ struct EtcdRecordCodec: Sendable {
         guard record.name == name else {
             throw BadRecord(key: printableKey, reason: "record names \"\(record.name.prefix(80))\", key names \"\(name)\"")
         }
+        guard let revision = EtcdWire.int64(kv.mod_revision) else {
+            throw BadRecord(key: printableKey, reason: "mod_revision is not an integer")
+        }
+        record.revision = revision
         return record
     }
 

@@ -207,9 +207,10 @@ public actor EtcdRegistry: NodeRegistry {
                 stored.nodeID = id
                 stored.heartbeatMillis = Int64((Date().timeIntervalSince1970 * 1000).rounded())
                 switch try await claim(id, for: stored, lease: lease, alreadyHeld: alreadyHeld) {
-                case .claimed:
+                case .claimed(let revision):
                     let stale = held.filter { $0 != id }
                     if !stale.isEmpty { await release(stale, of: name) }
+                    stored.revision = revision
                     return stored
                 case .lost(let currentOwner):
                     owners[id] = currentOwner
@@ -225,7 +226,8 @@ public actor EtcdRegistry: NodeRegistry {
     }
 
     private enum ClaimOutcome {
-        case claimed
+        /// Stored; the revision of the transaction, which is the record's `mod_revision`.
+        case claimed(revision: Int64)
         /// The ID's key changed under us; its owner now (nil if it was deleted meanwhile).
         case lost(currentOwner: String?)
     }
@@ -244,7 +246,13 @@ public actor EtcdRegistry: NodeRegistry {
             ],
             failure: [.range(.init(key: idKey))])
         let answer = try await client.call("/v3/kv/txn", txn, as: EtcdWire.TxnResponse.self)
-        if answer.succeeded == true { return .claimed }
+        if answer.succeeded == true {
+            guard let revision = EtcdWire.int64(answer.header?.revision), revision > 0 else {
+                throw EtcdRegistryError.malformedResponse(
+                    endpoint: client.endpoints.joined(separator: ","), path: "/v3/kv/txn", reason: "no header revision")
+            }
+            return .claimed(revision: revision)
+        }
         let kv = answer.responses?.first?.response_range?.kvs?.first
         return .lost(currentOwner: kv.flatMap { EtcdWire.bytes(base64: $0.value) }.map { String(decoding: $0, as: UTF8.self) })
     }

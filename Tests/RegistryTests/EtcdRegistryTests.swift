@@ -50,17 +50,21 @@ struct EtcdRegistryTests {
             let stored = try await registry.publish(Self.record("node-a", spi: 3))
             #expect(stored.nodeID != 0)
             #expect(stored.heartbeatMillis > 0)
+            #expect(stored.revision > 0)
             var expected = Self.record("node-a", spi: 3)
             expected.nodeID = stored.nodeID
             expected.heartbeatMillis = stored.heartbeatMillis
+            expected.revision = stored.revision
             #expect(stored == expected)
 
             let first = try await registry.list()
-            #expect(first.records == [stored])
+            #expect(first.records == [stored])  // including `revision`: the record's mod_revision
+            #expect(first.revision == stored.revision)
 
             // An update keeps the node's ID, even when the caller does not repeat it.
             let updated = try await registry.publish(Self.record("node-a", spi: 4))
             #expect(updated.nodeID == stored.nodeID)
+            #expect(updated.revision > stored.revision)
             #expect(updated.spi == KeyID(4))
             // A free ID asked for is granted.
             let other = try await registry.publish(Self.record("node-b", nodeID: 4242))
@@ -146,6 +150,7 @@ struct EtcdRegistryTests {
                 case .put(let record, let revision):
                     seen.append("put \(record.name) \(record.spi?.description ?? "-")")
                     revisions.append(revision)
+                    #expect(record.revision == revision)
                 case .deleted(let name, let revision):
                     seen.append("deleted \(name)")
                     revisions.append(revision)

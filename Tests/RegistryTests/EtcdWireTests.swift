@@ -53,12 +53,14 @@ struct EtcdWireTests {
             {"kv":{"key":"\(key)","create_revision":"8","mod_revision":"8","version":"1","value":"\(try recordValue(record))"}},\
             {"type":"DELETE","kv":{"key":"\(key)","mod_revision":"9"}}]}}
             """
-        #expect(try translator.translate(line: line(text)) == .events([.put(record, revision: 8), .deleted(name: "n1", revision: 9)]))
+        var stored = record
+        stored.revision = 8  // taken from mod_revision
+        #expect(try translator.translate(line: line(text)) == .events([.put(stored, revision: 8), .deleted(name: "n1", revision: 9)]))
         #expect(try translator.translate(line: line(#"{"result":{"header":{"revision":"7"},"created":true}}"#)) == .events([]))
     }
 
     @Test func invalidRecordsInTheWatchAreSkipped() throws {
-        let good = NodeRecord(name: "ok", nodeID: 1)
+        let good = NodeRecord(name: "ok", nodeID: 1, revision: 7)
         func put(_ name: String, _ value: String, _ revision: Int) -> String {
             #"{"kv":{"key":"\#(EtcdWire.base64(keyspace.recordKey(name)))","mod_revision":"\#(revision)","value":"\#(value)"}}"#
         }
@@ -70,6 +72,12 @@ struct EtcdWireTests {
                 put("ok", try recordValue(good), 7),
             ].joined(separator: ",") + "]}}"
         #expect(try translator.translate(line: line(text)) == .events([.put(good, revision: 7)]))
+    }
+
+    @Test func storedValueLeavesTheRevisionToEtcd() throws {
+        let encoded = try recordValue(NodeRecord(name: "n", revision: 42))
+        let json = try #require(EtcdWire.bytes(base64: encoded)).map { Character(UnicodeScalar($0)) }
+        #expect(String(json).contains(#""revision":0"#))
     }
 
     @Test func compactionCancelMeansResyncOtherCancelsAreErrors() throws {
