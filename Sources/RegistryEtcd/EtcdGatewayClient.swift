@@ -15,7 +15,8 @@ import Foundation
 /// A call goes to the endpoint that answered last; when that endpoint cannot be reached (connect
 /// failure, reset, deadline), the next one is tried, in order, until every endpoint has failed once.
 /// An answer from etcd — success or `{"error","message","code"}` — ends the call: errors that come
-/// from etcd itself are never retried on another member.
+/// from etcd itself are not retried on another member, except gRPC code 14 (UNAVAILABLE: the
+/// member has no leader or is stopping), which counts as unreachable.
 final class EtcdGatewayClient: Sendable {
     let endpoints: [String]
     private let http: HTTPClient
@@ -85,7 +86,7 @@ final class EtcdGatewayClient: Sendable {
                     logger.notice("etcd endpoint switched", metadata: ["endpoint": "\(endpoint)"])
                 }
                 return result
-            } catch let error as EtcdRegistryError {
+            } catch let error as EtcdRegistryError where !error.isUnavailable {
                 current.withLock { $0 = index }  // etcd answered: this endpoint is alive
                 throw error
             } catch {

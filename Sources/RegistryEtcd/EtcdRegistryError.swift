@@ -24,6 +24,12 @@ public enum EtcdRegistryError: Error, Hashable, Sendable, CustomStringConvertibl
     /// The watch stream ended without being canceled (connection closed).
     case watchConnectionLost(endpoint: String)
 
+    /// gRPC code 14 (UNAVAILABLE): the member cannot serve now (no leader, stopping); another may.
+    var isUnavailable: Bool {
+        if case .server(_, _, let code, _) = self { return code == 14 }
+        return false
+    }
+
     /// gRPC code 5 with etcd's message: the lease expired or was revoked.
     var isLeaseNotFound: Bool {
         if case .server(_, _, let code, let message) = self {

@@ -278,6 +278,44 @@ struct EtcdRegistryTests {
         }
     }
 
+    @Test func failsOverFromAMemberWithoutLeaderButNotFromRejections() async throws {
+        try await EtcdTestServer.with { server in
+            let noLeader = try EtcdCannedResponder(
+                status: "503 Service Unavailable",
+                body: #"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#)
+            let rejecting = try EtcdCannedResponder(
+                status: "400 Bad Request",
+                body: #"{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}"#)
+            defer {
+                noLeader.stop()
+                rejecting.stop()
+            }
+            // UNAVAILABLE (14) is a member problem: the next endpoint serves the call.
+            let stored = try await server.registry(endpoints: [noLeader.url, server.clientURL]).publish(Self.record("a"))
+            #expect(try await server.registry().list().records == [stored])
+
+            // Any other etcd error is an answer: it is reported, not retried elsewhere.
+            await #expect(
+                throws: EtcdRegistryError.server(
+                    endpoint: rejecting.url, path: "/v3/kv/range", code: 7, message: "etcdserver: permission denied")
+            ) {
+                try await server.registry(endpoints: [rejecting.url, server.clientURL]).list()
+            }
+
+            // Only unavailable members: the error lists each one's reason.
+            do {
+                _ = try await server.registry(endpoints: [noLeader.url]).list()
+                Issue.record("list on a member without leader succeeded")
+            } catch let error as EtcdRegistryError {
+                #expect("\(error)".contains("no leader"))
+                guard case .unreachable = error else {
+                    Issue.record("unexpected error \(error)")
+                    return
+                }
+            }
+        }
+    }
+
     @Test func failsOverWhenTheCurrentEndpointDies() async throws {
         // Two independent servers stand in for two members: the client only needs a second
         // endpoint that answers once the first one has gone away.

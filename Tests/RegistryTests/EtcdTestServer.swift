@@ -105,6 +105,11 @@ final class EtcdTestServer {
     /// A loopback socket that listens but never accepts: connections complete (the kernel's
     /// backlog), requests are never answered — a hung member. Close the returned descriptor.
     static func silentListener() throws -> (fd: Int32, url: String) {
+        try listeningSocket()
+    }
+
+    /// A listening TCP socket on a free loopback port and its `http://` URL.
+    static func listeningSocket() throws -> (fd: Int32, url: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StartFailure(description: "socket() failed: errno \(errno)") }
         var address = sockaddr_in()
