@@ -55,7 +55,16 @@ let package = Package(
         // Node registry: record, protocol and resilient client; embedded server; etcd backend.
         .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
         .target(name: "RegistryServer", dependencies: ["Registry"]),
-        .target(name: "RegistryEtcd", dependencies: ["Registry"]),
+        .target(
+            name: "RegistryEtcd",
+            dependencies: [
+                "Registry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // The daemon: desired state, ordered rotation, reconcile, status, trace.
         .target(
