@@ -37,7 +37,7 @@ struct RealKernelXFRMTests {
             #expect(text.contains("auth-trunc hmac(sha256)"))
             #expect(text.contains("enc cbc(aes) 0x404142434445464748494a4b4c4d4e4f"))
             #expect(text.contains("flag esn"))
-            #expect(text.contains("replay-window 1024"))
+            #expect(text.contains("replay_window 1024, bitmap-length 32"))
             #expect(text.contains("mark 0xd00/0xf00"))
             #expect(text.contains("src fd00::1 dst fd00::2"))
 
