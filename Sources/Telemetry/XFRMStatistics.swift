@@ -4,6 +4,10 @@ public struct XFRMStatistics: Sendable, Equatable {
     public struct Key: Hashable, Sendable, Comparable {
         public var direction: String
         public var error: String
+        public init(direction: String, error: String) {
+            self.direction = direction
+            self.error = error
+        }
         public static func < (a: Key, b: Key) -> Bool { (a.direction, a.error) < (b.direction, b.error) }
     }
 
