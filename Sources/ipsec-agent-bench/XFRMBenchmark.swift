@@ -26,47 +26,83 @@ struct XFRMBenchmark: ParsableCommand {
     }
 
     func run() throws {
-        let name = netns ?? "ipsa-bench-\(getpid())"
-        if netns == nil { try Self.ip(["netns", "add", name]) }
-        defer { if netns == nil { try? Self.ip(["netns", "del", name]) } }
-        let client = try XFRMClient(networkNamespacePath: "/var/run/netns/\(name)")
-        guard try client.states().isEmpty, try client.policies().isEmpty else {
-            throw ValidationError("namespace \(name) already has XFRM objects; use an empty one")
+        // Each tool gets a fresh namespace of its own, so neither inherits hash tables the other grew.
+        let swiftNamespace = netns ?? "ipsa-bench-\(getpid())-swift"
+        let ipNamespace = netns ?? "ipsa-bench-\(getpid())-ip"
+        if netns == nil {
+            try Self.ip(["netns", "add", swiftNamespace])
+            try Self.ip(["netns", "add", ipNamespace])
+        }
+        defer {
+            if netns == nil {
+                try? Self.ip(["netns", "del", swiftNamespace])
+                try? Self.ip(["netns", "del", ipNamespace])
+            }
+        }
+        let swiftClient = try XFRMClient(networkNamespacePath: "/var/run/netns/\(swiftNamespace)")
+        let ipClient = try XFRMClient(networkNamespacePath: "/var/run/netns/\(ipNamespace)")
+        for client in [swiftClient, ipClient] {
+            guard try client.states().isEmpty, try client.policies().isEmpty else {
+                throw ValidationError("namespace \(netns ?? "?") already has XFRM objects; use an empty one")
+            }
         }
         let stateObjects = (0..<states).map(Self.state)
         let policyObjects = (0..<policies).map(Self.policy)
-        let requests = stateObjects.map(XFRMRequest.addState) + policyObjects.map(XFRMRequest.addPolicy)
-        print("xfrm: \(states) SAs + \(policies) policies in netns \(name), batches of \(XFRMClient.batchBytes / 1024) KiB")
+        print("xfrm: \(states) SAs + \(policies) policies, fresh netns per tool, batches of \(XFRMClient.batchBytes / 1024) KiB")
 
+        // Swift: SAs then policies, one perform each.
+        let swiftStates = try Self.install(stateObjects.map(XFRMRequest.addState), with: swiftClient)
+        let swiftPolicies = try Self.install(policyObjects.map(XFRMRequest.addPolicy), with: swiftClient)
+        try verifyCounts(swiftClient)
         let clock = ContinuousClock()
-        var results: [Result<Void, XFRMError>] = []
-        let swiftTime = clock.measure { results = client.perform(requests) }
-        let failures = results.compactMap { if case .failure(let e) = $0 { e } else { nil } }
-        guard failures.isEmpty else { throw ValidationError("XFRMClient: \(failures.count) failed, first: \(failures[0])") }
-        try verifyCounts(client)
-        let dumpTime = clock.measure { _ = try? client.policies() }
+        let dumpTime = clock.measure { _ = try? swiftClient.policies() }
+        let dumpStatesTime = clock.measure { _ = try? swiftClient.states() }
         var deleteResults: [Result<Void, XFRMError>] = []
         let deleteTime = clock.measure {
-            deleteResults = client.perform(stateObjects.map { .deleteState($0.id) } + policyObjects.map { .deletePolicy($0.id) })
+            deleteResults = swiftClient.perform(stateObjects.map { .deleteState($0.id) } + policyObjects.map { .deletePolicy($0.id) })
         }
-        guard deleteResults.allSatisfy({ (try? $0.get()) != nil }), try client.policies().isEmpty, try client.states().isEmpty else {
+        guard deleteResults.allSatisfy({ (try? $0.get()) != nil }), try swiftClient.policies().isEmpty,
+              try swiftClient.states().isEmpty else {
             throw ValidationError("XFRMClient could not delete what it installed")
         }
 
-        let batchFile = FileManager.default.temporaryDirectory.appendingPathComponent("xfrm-bench-\(getpid()).batch")
-        let lines = stateObjects.map(Self.ipLine) + policyObjects.map(Self.ipLine)
-        try (lines.joined(separator: "\n") + "\n").write(to: batchFile, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: batchFile) }
-        let ipTime = try clock.measure { try Self.ip(["-n", name, "-batch", batchFile.path]) }
-        try verifyCounts(client)
-        _ = client.perform(stateObjects.map { .deleteState($0.id) } + policyObjects.map { .deletePolicy($0.id) })
+        // iproute2: the same objects, one `ip -batch` per kind.
+        let ipStates = try Self.installWithIP(stateObjects.map(Self.ipLine), namespace: ipNamespace)
+        let ipPolicies = try Self.installWithIP(policyObjects.map(Self.ipLine), namespace: ipNamespace)
+        try verifyCounts(ipClient)
+        _ = ipClient.perform(stateObjects.map { .deleteState($0.id) } + policyObjects.map { .deletePolicy($0.id) })
 
-        let swift = Self.seconds(swiftTime), iproute = Self.seconds(ipTime)
-        print(String(format: "xfrm: XFRMClient install  %8.3f s  (%.0f objects/s)", swift, Double(requests.count) / swift))
-        print(String(format: "xfrm: ip -batch install   %8.3f s  (%.0f objects/s)", iproute, Double(requests.count) / iproute))
-        print(String(format: "xfrm: ratio XFRMClient / ip -batch = %.3f (target <= 0.5)", swift / iproute))
-        print(String(format: "xfrm: XFRMClient dump of %d policies %.3f s, delete all %.3f s",
-                     policies, Self.seconds(dumpTime), Self.seconds(deleteTime)))
+        func line(_ what: String, _ count: Int, _ swift: Double, _ ip: Double) {
+            guard count > 0 else { return }
+            print(String(format: "xfrm: %-8@ %6d  XFRMClient %8.3f s  ip -batch %8.3f s  ratio %.3f", what, count, swift, ip, swift / ip))
+        }
+        line("SAs", states, swiftStates, ipStates)
+        line("policies", policies, swiftPolicies, ipPolicies)
+        let swiftTotal = swiftStates + swiftPolicies, ipTotal = ipStates + ipPolicies
+        print(String(format: "xfrm: total XFRMClient %.3f s (%.0f objects/s), ip -batch %.3f s (%.0f objects/s)",
+                     swiftTotal, Double(states + policies) / swiftTotal, ipTotal, Double(states + policies) / ipTotal))
+        print(String(format: "xfrm: ratio XFRMClient / ip -batch = %.3f (target <= 0.5)", swiftTotal / ipTotal))
+        print(String(format: "xfrm: XFRMClient dump of %d policies %.3f s, of %d SAs %.3f s, delete all %.3f s",
+                     policies, Self.seconds(dumpTime), states, Self.seconds(dumpStatesTime), Self.seconds(deleteTime)))
+    }
+
+    /// Installs `requests` in one `perform`; returns seconds. Throws if any failed.
+    private static func install(_ requests: [XFRMRequest], with client: XFRMClient) throws -> Double {
+        guard !requests.isEmpty else { return 0 }
+        var results: [Result<Void, XFRMError>] = []
+        let time = ContinuousClock().measure { results = client.perform(requests) }
+        let failures = results.compactMap { if case .failure(let e) = $0 { e } else { nil } }
+        guard failures.isEmpty else { throw ValidationError("XFRMClient: \(failures.count) failed, first: \(failures[0])") }
+        return seconds(time)
+    }
+
+    /// Runs `ip -n NAMESPACE -batch FILE` over `lines`; returns seconds.
+    private static func installWithIP(_ lines: [String], namespace: String) throws -> Double {
+        guard !lines.isEmpty else { return 0 }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("xfrm-bench-\(getpid()).batch")
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        return seconds(try ContinuousClock().measure { try ip(["-n", namespace, "-batch", file.path]) })
     }
 
     private func verifyCounts(_ client: XFRMClient) throws {
