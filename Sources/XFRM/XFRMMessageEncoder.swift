@@ -187,16 +187,25 @@ extension IPAddress.Family {
 }
 
 extension xfrm_address_t {
+    /// The address in network byte order (written directly: this runs once per object in 10k batches).
     init(_ address: IPAddress) {
         self.init()
-        let bytes = address.bytes
-        withUnsafeMutableBytes(of: &self) { $0.copyBytes(from: bytes) }
+        withUnsafeMutableBytes(of: &self) { raw in
+            switch address {
+            case .v4(let value): raw.storeBytes(of: value.bigEndian, as: UInt32.self)
+            case .v6(let value): raw.storeBytes(of: value.bigEndian, as: UInt128.self)
+            }
+        }
     }
 
     func address(family: UInt16) -> IPAddress? {
-        let length = family == UInt16(AF_INET) ? 4 : family == UInt16(AF_INET6) ? 16 : 0
-        guard length > 0 else { return nil }
-        return withUnsafeBytes(of: self) { IPAddress(bytes: $0.prefix(length)) }
+        withUnsafeBytes(of: self) { raw in
+            switch Int32(family) {
+            case AF_INET: .v4(UInt32(bigEndian: raw.loadUnaligned(as: UInt32.self)))
+            case AF_INET6: .v6(UInt128(bigEndian: raw.loadUnaligned(as: UInt128.self)))
+            default: nil
+            }
+        }
     }
 
     var isZero: Bool { withUnsafeBytes(of: self) { $0.allSatisfy { $0 == 0 } } }
