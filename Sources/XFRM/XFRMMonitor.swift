@@ -24,9 +24,9 @@ public final class XFRMMonitor: Sendable {
         self.wakeUp = wakeUp
         let (stream, continuation) = AsyncStream<XFRMEvent>.makeStream(bufferingPolicy: bufferingPolicy)
         events = stream
-        let reader = Reader(socket: socket, wakeUp: wakeUp, continuation: continuation)
+        let handOff = HandOff(Reader(socket: socket, wakeUp: wakeUp, continuation: continuation))
         continuation.onTermination = { _ in wakeUp.signal() }
-        let thread = Thread { reader.run() }
+        let thread = Thread { handOff.take()?.run() }
         thread.name = "xfrm-monitor"
         thread.start()
     }
@@ -66,9 +66,15 @@ public final class XFRMMonitor: Sendable {
         }
     }
 
+    /// Passes the reader (and its socket) to the thread that owns it from then on.
+    private final class HandOff: Sendable {
+        private let slot: Mutex<Reader?>
+        init(_ reader: consuming sending Reader) { slot = Mutex(reader) }
+        func take() -> sending Reader? { slot.withLock { $0.take() } }
+    }
+
     /// The reader thread's state: it alone uses the socket, then closes it and the wake descriptor.
-    private final class Reader: @unchecked Sendable {
-        // @unchecked: handed over once to the reader thread, which is its only user afterwards.
+    private final class Reader {
         private let socket: NetlinkSocket
         private let wakeUp: WakeUp
         private let continuation: AsyncStream<XFRMEvent>.Continuation
