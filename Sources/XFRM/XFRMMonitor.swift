@@ -16,9 +16,16 @@ public final class XFRMMonitor: Sendable {
 
     /// Joins the groups on a new socket (inside `networkNamespacePath` when given) and starts the reader thread.
     /// Events that happen after `init` returns are delivered.
-    public init(networkNamespacePath: String? = nil, bufferingPolicy: AsyncStream<XFRMEvent>.Continuation.BufferingPolicy = .unbounded) throws(XFRMError) {
+    public convenience init(networkNamespacePath: String? = nil,
+                            bufferingPolicy: AsyncStream<XFRMEvent>.Continuation.BufferingPolicy = .unbounded) throws(XFRMError) {
+        try self.init(networkNamespacePath: networkNamespacePath, receiveBufferBytes: 8 * 1024 * 1024, bufferingPolicy: bufferingPolicy)
+    }
+
+    /// `receiveBufferBytes` is the socket's receive buffer (tests make it tiny to provoke `ENOBUFS`).
+    init(networkNamespacePath: String?, receiveBufferBytes: Int32,
+         bufferingPolicy: AsyncStream<XFRMEvent>.Continuation.BufferingPolicy) throws(XFRMError) {
         let groups = [XFRMNLGRP_SA, XFRMNLGRP_POLICY, XFRMNLGRP_EXPIRE].map { UInt32($0.rawValue) }
-        let socket = try NetlinkSocket(networkNamespacePath: networkNamespacePath, receiveBufferBytes: 8 * 1024 * 1024,
+        let socket = try NetlinkSocket(networkNamespacePath: networkNamespacePath, receiveBufferBytes: receiveBufferBytes,
                                        sendBufferBytes: 64 * 1024, groups: groups)
         let wakeUp = try WakeUp()
         self.wakeUp = wakeUp

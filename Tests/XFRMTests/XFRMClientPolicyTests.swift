@@ -177,6 +177,31 @@ struct XFRMClientPolicyTests {
         }
     }
 
+    @Test func monitorReportsResyncNeededWhenNotificationsAreLost() async throws {
+        try await NetworkNamespace.with(prefix: "xfrm-mon") { namespace in
+            // A 4 KiB receive buffer cannot hold the notifications of 10,000 policies added in one batch.
+            let monitor = try XFRMMonitor(networkNamespacePath: namespace.path, receiveBufferBytes: 4096, bufferingPolicy: .unbounded)
+            let client = try XFRMClient(networkNamespacePath: namespace.path)
+            #expect(client.perform((0..<10_000).map { .addPolicy(XFRMFixtures.outPolicy($0)) }).allSatisfy { (try? $0.get()) != nil })
+            try await Task.sleep(for: .milliseconds(200))  // let the reader drain, so the marker below is not lost too
+            try client.add(XFRMFixtures.outPolicy(10_001))  // the last event: marks the end of what the kernel sent
+            let safetyNet = Task { try await Task.sleep(for: .seconds(30)); monitor.stop() }
+            defer { safetyNet.cancel() }
+            var added = 0, resyncs = 0
+            for await event in monitor.events {
+                switch event {
+                case .resyncNeeded: resyncs += 1
+                case .policyAdded(let policy):
+                    added += 1
+                    if XFRMFixtures.withoutIndex(policy) == XFRMFixtures.outPolicy(10_001) { monitor.stop() }
+                default: break
+                }
+            }
+            #expect(resyncs >= 1, "lost notifications must be reported")
+            #expect(added < 10_001, "some notifications were lost (\(added) arrived)")
+        }
+    }
+
     @Test func monitorStreamFinishesOnStop() async throws {
         try await NetworkNamespace.with(prefix: "xfrm-mon") { namespace in
             let monitor = try XFRMMonitor(networkNamespacePath: namespace.path)
