@@ -20,37 +20,40 @@ final class NetlinkSocket {
             let step = failedStep.map { String(cString: $0) } ?? "socket"
             throw .system(call: step + (networkNamespacePath.map { " (\($0))" } ?? ""), errno: Glibc.errno)
         }
+        do throws(XFRMError) {
+            try Self.configure(fd, receiveBufferBytes: receiveBufferBytes, sendBufferBytes: sendBufferBytes, groups: groups,
+                               receiveTimeoutSeconds: receiveTimeoutSeconds)
+        } catch {
+            close(fd)
+            throw error
+        }
         self.fd = fd
         self.sequence = UInt32.random(in: 1...UInt32.max / 2)
         self.receiveBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
-        do {
-            try setOption(SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, fallback: SO_RCVBUF)
-            try setOption(SOL_SOCKET, SO_SNDBUFFORCE, sendBufferBytes, fallback: SO_SNDBUF)
-            try setOption(cnl_sol_netlink(), NETLINK_EXT_ACK, 1)
-            try setOption(cnl_sol_netlink(), NETLINK_CAP_ACK, 1)
-            if receiveTimeoutSeconds > 0 {
-                var timeout = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
-                guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
-                    throw XFRMError.system(call: "setsockopt(SO_RCVTIMEO)", errno: Glibc.errno)
-                }
+    }
+
+    private static func configure(_ fd: Int32, receiveBufferBytes: Int32, sendBufferBytes: Int32, groups: [UInt32],
+                                  receiveTimeoutSeconds: Int) throws(XFRMError) {
+        try setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, fallback: SO_RCVBUF)
+        try setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, sendBufferBytes, fallback: SO_SNDBUF)
+        try setOption(fd, cnl_sol_netlink(), NETLINK_EXT_ACK, 1)
+        try setOption(fd, cnl_sol_netlink(), NETLINK_CAP_ACK, 1)
+        if receiveTimeoutSeconds > 0 {
+            var timeout = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
+            guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+                throw .system(call: "setsockopt(SO_RCVTIMEO)", errno: Glibc.errno)
             }
-            var address = sockaddr_nl()
-            address.nl_family = sa_family_t(AF_NETLINK)
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
-                }
+        }
+        var address = sockaddr_nl()
+        address.nl_family = sa_family_t(AF_NETLINK)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
             }
-            guard bound == 0 else { throw XFRMError.system(call: "bind(AF_NETLINK)", errno: Glibc.errno) }
-            for group in groups {
-                try setOption(cnl_sol_netlink(), NETLINK_ADD_MEMBERSHIP, Int32(bitPattern: group))
-            }
-        } catch let error as XFRMError {
-            close(fd)
-            receiveBuffer.deallocate()
-            throw error
-        } catch {
-            fatalError("unreachable: \(error)")
+        }
+        guard bound == 0 else { throw .system(call: "bind(AF_NETLINK)", errno: Glibc.errno) }
+        for group in groups {
+            try setOption(fd, cnl_sol_netlink(), NETLINK_ADD_MEMBERSHIP, Int32(bitPattern: group))
         }
     }
 
@@ -102,7 +105,7 @@ final class NetlinkSocket {
         }
     }
 
-    private func setOption(_ level: Int32, _ name: Int32, _ value: Int32, fallback: Int32? = nil) throws(XFRMError) {
+    private static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, fallback: Int32? = nil) throws(XFRMError) {
         var value = value
         let size = socklen_t(MemoryLayout<Int32>.size)
         if setsockopt(fd, level, name, &value, size) == 0 { return }

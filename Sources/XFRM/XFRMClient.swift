@@ -38,11 +38,11 @@ public final class XFRMClient: Sendable {
         guard !requests.isEmpty else { return [] }
         var results = [Result<Void, XFRMError>?](repeating: nil, count: requests.count)
         connection.withLock { socket in
-            let builder = NetlinkMessageBuilder(capacity: Self.batchBytes + Self.messageHeadroom)
+            let builder = NetlinkMessageBuilder(capacity: min(Self.batchBytes, requests.count * 1024) + Self.messageHeadroom)
             let firstSequence = socket.reserveSequenceNumbers(requests.count)
             var chunkStart = 0
             for (index, request) in requests.enumerated() {
-                if builder.length >= Self.batchBytes {
+                if builder.length + Self.messageHeadroom > builder.capacity {
                     Self.flush(builder, requests: requests, range: chunkStart..<index, firstSequence: firstSequence,
                                socket: socket, results: &results)
                     chunkStart = index
@@ -114,14 +114,20 @@ public final class XFRMClient: Sendable {
     // MARK: Dumps and gets
 
     /// Every SA of the namespace, with lifetime counters. Retries when the kernel flags the dump as
-    /// inconsistent (`NLM_F_DUMP_INTR`).
+    /// inconsistent (`NLM_F_DUMP_INTR`). SAs the value types cannot represent (AH, IPComp, BEET mode,
+    /// other transforms) are left out: they are never the agent's.
     public func states() throws(XFRMError) -> [XFRMState] {
-        try dump(type: XFRM_MSG_GETSA, entryType: XFRM_MSG_NEWSA, XFRMMessageDecoder.state(from:))
+        try dump(type: XFRM_MSG_GETSA, entryType: XFRM_MSG_NEWSA) { (message) throws(XFRMError) -> XFRMState? in
+            try XFRMMessageDecoder.isRepresentableState(message) ? XFRMMessageDecoder.state(from: message) : nil
+        }
     }
 
-    /// Every policy of the namespace (main policy type; socket policies are not included).
+    /// Every policy of the namespace. Policies the value types cannot represent (socket policies, templates
+    /// for AH/IPComp or BEET mode) are left out.
     public func policies() throws(XFRMError) -> [XFRMPolicy] {
-        try dump(type: XFRM_MSG_GETPOLICY, entryType: XFRM_MSG_NEWPOLICY, XFRMMessageDecoder.policy(from:))
+        try dump(type: XFRM_MSG_GETPOLICY, entryType: XFRM_MSG_NEWPOLICY) { (message) throws(XFRMError) -> XFRMPolicy? in
+            try XFRMMessageDecoder.isRepresentablePolicy(message) ? XFRMMessageDecoder.policy(from: message) : nil
+        }
     }
 
     /// The SA with this ID, or nil if there is none.
@@ -172,7 +178,8 @@ public final class XFRMClient: Sendable {
         }
     }
 
-    private func dump<T: Sendable>(type: Int, entryType: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T) throws(XFRMError) -> [T] {
+    /// Runs a dump; `decode` returns nil for entries to leave out.
+    private func dump<T: Sendable>(type: Int, entryType: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T?) throws(XFRMError) -> [T] {
         try connection.withLock { (socket) throws(XFRMError) -> [T] in
             let builder = NetlinkMessageBuilder(capacity: 256)
             for _ in 0..<Self.dumpAttempts {
@@ -197,7 +204,11 @@ public final class XFRMClient: Sendable {
                             done = true
                         case Int32(entryType):
                             if failure == nil {
-                                do throws(XFRMError) { entries.append(try decode(message)) } catch { failure = error }
+                                do throws(XFRMError) {
+                                    if let entry = try decode(message) { entries.append(entry) }
+                                } catch {
+                                    failure = error
+                                }
                             }
                         default:
                             break

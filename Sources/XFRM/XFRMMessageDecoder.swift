@@ -153,6 +153,36 @@ enum XFRMMessageDecoder {
             optional: raw.optional != 0)
     }
 
+    // MARK: What the value types can represent
+
+    /// False for an SA the value types cannot represent: not ESP, mode other than transport/tunnel (BEET …),
+    /// or a transform other than AEAD or auth-trunc + crypt. Dumps leave such (foreign) SAs out.
+    static func isRepresentableState(_ message: UnsafePointer<nlmsghdr>) throws(XFRMError) -> Bool {
+        let info: xfrm_usersa_info = try header(of: message)
+        guard info.id.proto == XFRMProtocol.esp.rawValue, XFRMMode(rawValue: info.mode) != nil else { return false }
+        let attributes = try attributeTable(of: message, after: MemoryLayout<xfrm_usersa_info>.size)
+        return attribute(attributes, XFRMA_ALG_AEAD) != nil
+            || (attribute(attributes, XFRMA_ALG_AUTH_TRUNC) != nil && attribute(attributes, XFRMA_ALG_CRYPT) != nil)
+    }
+
+    /// False for a policy the value types cannot represent: a socket policy (direction beyond fwd), an
+    /// unknown action, or a template with another protocol or mode. Dumps leave such policies out.
+    static func isRepresentablePolicy(_ message: UnsafePointer<nlmsghdr>) throws(XFRMError) -> Bool {
+        let info: xfrm_userpolicy_info = try header(of: message)
+        guard XFRMPolicyDirection(rawValue: info.dir) != nil, XFRMPolicyAction(rawValue: info.action) != nil,
+              Int32(info.sel.family) == AF_INET || Int32(info.sel.family) == AF_INET6 else { return false }
+        let attributes = try attributeTable(of: message, after: MemoryLayout<xfrm_userpolicy_info>.size)
+        guard let templates = attribute(attributes, XFRMA_TMPL) else { return true }
+        let length = Int(mnl_attr_get_payload_len(templates))
+        let size = MemoryLayout<xfrm_user_tmpl>.size
+        let raw = UnsafeRawPointer(mnl_attr_get_payload(templates)!)
+        for offset in stride(from: 0, to: length - length % size, by: size) {
+            let template = raw.loadUnaligned(fromByteOffset: offset, as: xfrm_user_tmpl.self)
+            guard XFRMMode(rawValue: template.mode) != nil, XFRMProtocol(rawValue: template.id.proto) != nil else { return false }
+        }
+        return true
+    }
+
     // MARK: Shared pieces
 
     /// A selector; nil for the kernel's "any" (`AF_UNSPEC` and zero prefixes) unless `keepEmpty`.

@@ -93,6 +93,37 @@ struct XFRMClientPolicyTests {
         }
     }
 
+    @Test func openingInsideANamespaceLeavesTheThreadInItsOwnNamespace() async throws {
+        try await NetworkNamespace.with(prefix: "xfrm-test") { namespace in
+            func currentNamespaceInode() throws -> UInt64 {
+                var info = stat()
+                guard stat("/proc/thread-self/ns/net", &info) == 0 else { throw XFRMError.system(call: "stat", errno: errno) }
+                return UInt64(info.st_ino)
+            }
+            var target = stat()
+            #expect(stat(namespace.path, &target) == 0)
+            // No suspension point between the three calls: they run on one thread.
+            let before = try currentNamespaceInode()
+            let client = try XFRMClient(networkNamespacePath: namespace.path)
+            let after = try currentNamespaceInode()
+            #expect(before == after)
+            #expect(before != UInt64(target.st_ino))
+            try client.add(XFRMFixtures.outPolicy(1))
+            let inside = try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "show")
+            #expect(inside.contains("src 10.0.0.1/32 dst 10.200.0.1/32"))
+        }
+    }
+
+    @Test func dumpsLeaveOutPoliciesTheValueTypesCannotRepresent() async throws {
+        try await withClient { client, namespace in
+            try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "add", "src", "10.9.0.0/16", "dst", "10.8.0.0/16",
+                          "dir", "out", "tmpl", "src", "1.1.1.1", "dst", "2.2.2.2", "proto", "esp", "mode", "beet")
+            try client.add(XFRMFixtures.outPolicy(5))
+            let policies = try client.policies()
+            #expect(policies.map(XFRMFixtures.withoutIndex) == [XFRMFixtures.outPolicy(5)])
+        }
+    }
+
     @Test func duplicateAddIsAlreadyExistsAndMissingDeleteIsNotFound() async throws {
         try await withClient { client, _ in
             let policy = XFRMFixtures.outPolicy(1)
