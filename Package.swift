@@ -28,10 +28,14 @@ let package = Package(
         .target(name: "IPsecPrimitives"),
 
         // C: kernel UAPI (linux/xfrm.h, linux/netlink.h) and libmnl helpers, so Swift never computes layout.
+        // libmnl is found through pkg-config; its module map lives in CNetlink/libmnl.
+        .systemLibrary(name: "CLibmnl", path: "CNetlink/libmnl", pkgConfig: "libmnl",
+                       providers: [.apt(["libmnl-dev"])]),
         .target(
             name: "CNetlink",
+            dependencies: ["CLibmnl"],
             path: "CNetlink",
-            linkerSettings: [.linkedLibrary("mnl")]
+            exclude: ["libmnl"]
         ),
         // The XFRM netlink client: SAs, policies, batching, dumps, monitor.
         .target(name: "XFRM", dependencies: ["CNetlink", "IPsecPrimitives"]),
