@@ -44,7 +44,21 @@ let package = Package(
 
         // Node registry: record, protocol and resilient client; embedded server; etcd backend.
         .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "RegistryServer", dependencies: ["Registry"]),
+        .target(
+            name: "RegistryServer",
+            dependencies: [
+                "Registry", "IPsecPrimitives",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(name: "RegistryEtcd", dependencies: ["Registry"]),
 
         // The daemon: desired state, ordered rotation, reconcile, status, trace.
@@ -79,7 +93,15 @@ let package = Package(
         .testTarget(name: "XFRMTests", dependencies: ["XFRM", "TestSupport"]),
         .testTarget(name: "KeysTests", dependencies: ["Keys", "TestSupport"]),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "TestSupport"]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
+        .testTarget(
+            name: "RegistryTests",
+            dependencies: [
+                "Registry", "RegistryServer", "RegistryEtcd", "TestSupport", "IPsecPrimitives",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "TestSupport"]),
     ]
 )

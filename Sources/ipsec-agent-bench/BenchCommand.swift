@@ -8,6 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "ipsec-agent benchmarks: prints figures for docs/benchmarks.md.",
         subcommands: [
             // one line per benchmark subcommand
+            RegistryBenchmark.self,
         ]
     )
 }
