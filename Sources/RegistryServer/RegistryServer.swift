@@ -75,10 +75,15 @@ public struct RegistryServer: Service {
         )
         let sweepInterval = min(configuration.leaseTTL / 4, .seconds(1))
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await store.runLeaseSweeper(interval: sweepInterval) }
-                try await app.run()
-                group.cancelAll()
+            try await withGracefulShutdownHandler {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { await store.runLeaseSweeper(interval: sweepInterval) }
+                    try await app.run()
+                    group.cancelAll()
+                }
+            } onGracefulShutdown: {
+                // Long polls would otherwise hold the shutdown for up to `maxWatchWait`.
+                Task { await store.beginShutdown() }
             }
         } catch {
             await store.close()

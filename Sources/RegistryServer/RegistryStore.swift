@@ -52,6 +52,7 @@ actor RegistryStore {
     private var history: [RegistryEvent] = []
     private var waiters: [Int: Waiter] = [:]
     private var nextWaiterID = 0
+    private var closing = false
 
     /// Opens (or creates) `directory/registry.sqlite`.
     init(
@@ -107,8 +108,16 @@ actor RegistryStore {
         }
     }
 
-    /// Stops the store's thread. Call once, after the server stopped.
-    func close() async {
+    /// Answers every waiting watch now and makes later ones return at once (graceful shutdown).
+    func beginShutdown() {
+        closing = true
+        wakeAll()
+    }
+
+    /// Stops the store's thread. Call once, after the server stopped. (Nonisolated: the thread cannot
+    /// shut itself down.)
+    nonisolated func close() async {
+        await beginShutdown()
         try? await eventLoopGroup.shutdownGracefully()
     }
 
@@ -151,13 +160,14 @@ actor RegistryStore {
 
     /// Returns once the revision exceeds `after`, or after `timeout`, or when the task is cancelled.
     func waitForChange(after: Int64, timeout: Duration) async {
-        guard revision <= after, !Task.isCancelled else { return }
+        guard revision <= after, !closing, !Task.isCancelled else { return }
         let id = nextWaiterID
         nextWaiterID += 1
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let timer = Task { [weak self] in
                     try? await Task.sleep(for: timeout)
+                    if Task.isCancelled { return }
                     await self?.wake(id)
                 }
                 waiters[id] = Waiter(continuation: continuation, timer: timer)

@@ -25,7 +25,7 @@ struct RegistryBenchmark: AsyncParsableCommand {
     }
 
     func run() async throws {
-        raiseFileLimit(to: UInt64(watchers) * 2 + 256)
+        raiseFileLimit(to: rlim_t(watchers) * 2 + 256)
         let directory = "/tmp/ipsec-agent-bench-registry-\(getpid())"
         defer { _ = try? removeDirectory(directory) }
         let credentials = RegistryCredentials(secret: SecretBytes((0..<32).map { _ in UInt8.random(in: 0...255) }))
@@ -109,7 +109,7 @@ struct RegistryBenchmark: AsyncParsableCommand {
         return "\(scaled / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
     }
 
-    private func raiseFileLimit(to wanted: UInt64) {
+    private func raiseFileLimit(to wanted: rlim_t) {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < wanted else { return }
         limit.rlim_cur = min(wanted, limit.rlim_max)

@@ -106,14 +106,15 @@ import Testing
         _ = try await client.publish(NodeRecord(name: "node-1", spi: KeyID(2)))
         _ = await updates.collect { $0.isConnected }
 
-        await registry.failNextCalls(3)
         await registry.waitUntilWatched()
+        await registry.failNextCalls(3)
         await registry.endWatches()
         let outage = await updates.collect { $0.isUnreachable }
         #expect(outage.compactMap(\.peerNames).isEmpty)
         // peer-b leaves while we cannot see the registry.
         await registry.delete(name: "peer-b")
-        for _ in 0..<3 {
+        // Three failed attempts (1 s, 2 s, 4 s), the fourth (after 8 s) succeeds.
+        for _ in 0..<4 {
             await clock.waitForSleepers(1)
             #expect(await client.peers.keys.sorted() == ["peer-a", "peer-b"])
             if case .unreachable = await client.connectionState {} else { Issue.record("expected unreachable") }
@@ -126,7 +127,7 @@ import Testing
         // The remembered record was published again on reconnect.
         #expect(await registry.publishCount >= 2)
         #expect(await registry.record(named: "node-1")?.spi == KeyID(2))
-        #expect(await client.reconnectCount == 3)
+        #expect(await client.reconnectCount == 4)
     }
 
     @Test func publishDuringOutageReturnsOnceReconnectedAndAcknowledged() async throws {
@@ -137,8 +138,8 @@ import Testing
         let run = Task { await client.run() }
         defer { run.cancel() }
         _ = await updates.collect { $0.isConnected }
-        await registry.failNextCalls(2)
         await registry.waitUntilWatched()
+        await registry.failNextCalls(2)
         await registry.endWatches()
         _ = await updates.collect { $0.isUnreachable }
 

@@ -184,7 +184,7 @@ import Testing
 
             let malformed = try await put("{\"name\": \"node-a\", ")
             #expect(malformed.status == 400)
-            #expect(malformed.body.contains("malformed JSON"))
+            #expect(malformed.body.contains("not valid JSON"))
 
             let missing = try await put("{\"name\": \"node-a\"}")
             #expect(missing.status == 400)

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import IPsecPrimitives
+import Logging
 import NIOCore
 import NIOHTTP1
 import Registry
@@ -14,6 +15,13 @@ struct TestRegistryServer {
     let baseURL: String
     let directory: String
 
+    /// Cancelling the server at the end of a test logs errors from Hummingbird; assertions catch real ones.
+    static let quietLogger: Logger = {
+        var logger = Logger(label: "registry-test-server")
+        logger.logLevel = .critical
+        return logger
+    }()
+
     /// Runs a server (in `directory`, or a fresh one) for the duration of `body`, then stops it.
     static func with<R>(
         directory: String? = nil, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
@@ -26,6 +34,7 @@ struct TestRegistryServer {
                 host: "127.0.0.1", port: 0, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
                 maxWatchWait: .seconds(5)),
             credentials: credentials,
+            logger: quietLogger,
             onListening: { port in portContinuation.yield(port) })
         let task = Task { try await server.run() }
         var iterator = ports.makeAsyncIterator()
