@@ -58,7 +58,21 @@ let package = Package(
 
         // Node registry: record, protocol and resilient client; embedded server; etcd backend.
         .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "RegistryServer", dependencies: ["Registry"]),
+        .target(
+            name: "RegistryServer",
+            dependencies: [
+                "Registry", "IPsecPrimitives",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "RegistryEtcd",
             dependencies: [
@@ -139,7 +153,16 @@ let package = Package(
             ]
         ),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "TestSupport"]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
+        .testTarget(
+            name: "RegistryTests",
+            dependencies: [
+                "Registry", "RegistryServer", "RegistryEtcd", "TestSupport", "IPsecPrimitives",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Keys", "XFRM", "Datapath", "Registry", "IPsecPrimitives", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RigTests", dependencies: ["TestSupport"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "TestSupport", .product(name: "Metrics", package: "swift-metrics")]),

@@ -1,2 +1,120 @@
-// Embedded registry server (issue 5).
+import Hummingbird
+import Logging
+import NIOCore
 import Registry
+import ServiceLifecycle
+
+/// The embedded node registry: an HTTP/JSON server (Hummingbird 2) over a SQLite store (GRDB, WAL).
+///
+/// Run it as a `Service` (in a `ServiceGroup`) or directly; cancelling `run()` or a graceful shutdown stops
+/// it. API, auth, leases and watch semantics: docs/registry.md.
+public struct RegistryServer: Service {
+    public struct Configuration: Sendable {
+        public var host: String
+        /// 0 picks a free port; `onListening` receives the bound one.
+        public var port: Int
+        /// Directory holding `registry.sqlite` (created if missing).
+        public var dataDirectory: String
+        /// A node missing heartbeats this long expires and is announced deleted.
+        public var leaseTTL: Duration
+        /// Events kept for watches; older revisions get a resync answer.
+        public var historyLimit: Int
+        /// Largest accepted request body.
+        public var maxBodyBytes: Int
+        /// Longest a watch request waits for a change before answering with no events.
+        public var maxWatchWait: Duration
+
+        public init(
+            host: String = "127.0.0.1", port: Int = 7470, dataDirectory: String, leaseTTL: Duration = .seconds(30),
+            historyLimit: Int = 10_000, maxBodyBytes: Int = 64 * 1024, maxWatchWait: Duration = .seconds(30)
+        ) {
+            self.host = host
+            self.port = port
+            self.dataDirectory = dataDirectory
+            self.leaseTTL = leaseTTL
+            self.historyLimit = historyLimit
+            self.maxBodyBytes = maxBodyBytes
+            self.maxWatchWait = maxWatchWait
+        }
+    }
+
+    public let configuration: Configuration
+    private let credentials: RegistryCredentials
+    private let logger: Logger
+    private let onListening: @Sendable (Int) async -> Void
+
+    public init(
+        configuration: Configuration, credentials: RegistryCredentials,
+        logger: Logger = Logger(label: "ipsec-agent.registry-server"),
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.credentials = credentials
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let store = try RegistryStore(
+            directory: configuration.dataDirectory, leaseTTL: configuration.leaseTTL,
+            historyLimit: configuration.historyLimit, logger: logger)
+        let api = RegistryAPI(
+            store: store, credentials: credentials, maxBodyBytes: configuration.maxBodyBytes,
+            maxWatchWait: configuration.maxWatchWait)
+        let onListening = self.onListening
+        let logger = self.logger
+        let app = Application(
+            router: api.makeRouter(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("registry listening", metadata: ["port": "\(port)"])
+                await onListening(port)
+            },
+            logger: logger
+        )
+        let sweepInterval = min(configuration.leaseTTL / 4, .seconds(1))
+        do {
+            try await withGracefulShutdownHandler {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { await store.runLeaseSweeper(interval: sweepInterval) }
+                    try await app.run()
+                    group.cancelAll()
+                }
+            } onGracefulShutdown: {
+                // Long polls would otherwise hold the shutdown for up to `maxWatchWait`.
+                Task { await store.beginShutdown() }
+            }
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+}
+
+extension RegistryServer {
+    /// Runs the server until SIGTERM or SIGINT, then shuts it down gracefully (for the command line).
+    public func runUntilSignalled() async throws {
+        let group = ServiceGroup(
+            configuration: .init(services: [self], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    /// Splits `HOST:PORT` or `[V6]:PORT`; nil when malformed.
+    public static func parseListenAddress(_ text: String) -> (host: String, port: Int)? {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        return (String(host), port)
+    }
+}

@@ -9,6 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
         subcommands: [
             // one line per benchmark subcommand
             XFRMBenchmark.self,
+            RegistryBenchmark.self,
         ]
     )
 }

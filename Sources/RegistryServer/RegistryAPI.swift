@@ -1,0 +1,197 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Hummingbird
+import Logging
+import NIOCore
+import Registry
+
+/// The embedded registry's HTTP routes: authentication, validation, and translation to `RegistryStore`.
+/// Nothing is stored unless the caller is authenticated and allowed, and the body is complete and valid.
+struct RegistryAPI: Sendable {
+    let store: RegistryStore
+    let credentials: RegistryCredentials
+    let maxBodyBytes: Int
+    let maxWatchWait: Duration
+
+    /// An error answer: status and a message naming the problem.
+    struct Failure: Error {
+        var status: HTTPResponse.Status
+        var message: String
+        var compactedRevision: Int64? = nil
+    }
+
+    private enum Caller {
+        case node(String)
+        case admin
+    }
+
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        router.get("v1/nodes") { request, _ in await answer { try await list(request) } }
+        router.put("v1/nodes/:name") { request, context in await answer { try await publish(request, context) } }
+        router.post("v1/nodes/:name/heartbeat") { request, context in await answer { try await heartbeat(request, context) } }
+        router.delete("v1/nodes/:name") { request, context in await answer { try await delete(request, context) } }
+        router.get("v1/watch") { request, _ in await answer { try await watch(request) } }
+        return router
+    }
+
+    // MARK: Handlers
+
+    private func list(_ request: Request) async throws -> Response {
+        _ = try authenticate(request)
+        let snapshot = await store.list()
+        return try json(.ok, RegistryWire.ListResponse(revision: snapshot.revision, records: snapshot.records))
+    }
+
+    private func publish(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        try requireNode(named: name, request)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw Failure(status: .contentTooLarge, message: "body exceeds \(maxBodyBytes) bytes")
+        }
+        let record: NodeRecord
+        do {
+            record = try JSONDecoder().decode(NodeRecord.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw Failure(status: .badRequest, message: RegistryAPI.describe(error))
+        }
+        guard record.name == name else {
+            throw Failure(status: .badRequest, message: "name: body names \"\(record.name.prefix(64))\" but the path names \"\(name)\"")
+        }
+        do {
+            try record.validate()
+        } catch {
+            throw Failure(status: .unprocessableContent, message: "\(error)")
+        }
+        let stored = try await store.publish(record)
+        return try json(.ok, stored)
+    }
+
+    private func heartbeat(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        try requireNode(named: name, request)
+        try await store.heartbeat(name: name)
+        return Response(status: .noContent)
+    }
+
+    private func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        guard case .admin = try authenticate(request) else {
+            throw Failure(status: .forbidden, message: "only the admin credential may delete records")
+        }
+        guard try await store.delete(name: name) else { throw Failure(status: .notFound, message: "no live record for node \(name)") }
+        return Response(status: .noContent)
+    }
+
+    private func watch(_ request: Request) async throws -> Response {
+        _ = try authenticate(request)
+        let query = request.uri.queryParameters
+        guard let afterText = query.get("after"), let after = Int64(afterText), after >= 0 else {
+            throw Failure(status: .badRequest, message: "after: a revision (integer >= 0) is required")
+        }
+        var wait = maxWatchWait
+        if let timeoutText = query.get("timeout") {
+            guard let seconds = Int(timeoutText), seconds >= 0 else {
+                throw Failure(status: .badRequest, message: "timeout: seconds (integer >= 0) expected")
+            }
+            wait = min(wait, .seconds(seconds))
+        }
+        if case .events(let events, _) = await store.events(after: after), events.isEmpty, wait > .zero {
+            await store.waitForChange(after: after, timeout: wait)
+        }
+        switch await store.events(after: after) {
+        case .compacted(let compactedRevision):
+            throw Failure(
+                status: .gone, message: "revision \(after) was compacted (history starts after \(compactedRevision)); list and watch again",
+                compactedRevision: compactedRevision)
+        case .events(let events, let revision):
+            return try json(.ok, RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init)))
+        }
+    }
+
+    // MARK: Authentication
+
+    /// Checks `Authorization: Bearer <credential>` against the name in `X-Registry-Node`.
+    private func authenticate(_ request: Request) throws -> Caller {
+        let headerName = RegistryWire.nodeNameHeader.lowercased()
+        guard let name = request.headers.first(where: { $0.name.canonicalName == headerName })?.value, !name.isEmpty else {
+            throw Failure(status: .unauthorized, message: "missing \(RegistryWire.nodeNameHeader) header")
+        }
+        guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else {
+            throw Failure(status: .unauthorized, message: "missing bearer credential")
+        }
+        let token = String(authorization.dropFirst("Bearer ".count))
+        guard credentials.isValid(token: token, for: name) else {
+            throw Failure(status: .unauthorized, message: "invalid credential for \(name.prefix(64))")
+        }
+        return name == RegistryCredentials.adminName ? .admin : .node(name)
+    }
+
+    /// Only the node itself may write its record or heartbeat its lease.
+    private func requireNode(named name: String, _ request: Request) throws {
+        switch try authenticate(request) {
+        case .node(let caller) where caller == name: return
+        case .node(let caller): throw Failure(status: .forbidden, message: "node \(caller) may not write the record of \(name)")
+        case .admin: throw Failure(status: .forbidden, message: "the admin credential may delete records, not write them")
+        }
+    }
+
+    // MARK: Responses
+
+    /// Runs a handler and turns `Failure` and `RegistryError` into JSON error answers.
+    private func answer(_ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let failure as Failure {
+            return errorResponse(failure)
+        } catch let error as RegistryError {
+            switch error {
+            case .notFound(let m): return errorResponse(Failure(status: .notFound, message: m))
+            case .invalidRecord(let m): return errorResponse(Failure(status: .unprocessableContent, message: m))
+            case .rejected(let status, let m): return errorResponse(Failure(status: .init(code: status), message: m))
+            default: return errorResponse(Failure(status: .internalServerError, message: "\(error)"))
+            }
+        } catch {
+            return errorResponse(Failure(status: .internalServerError, message: "internal error: \(type(of: error))"))
+        }
+    }
+
+    private func errorResponse(_ failure: Failure) -> Response {
+        let body = RegistryWire.ErrorBody(error: failure.message, compactedRevision: failure.compactedRevision)
+        return (try? json(failure.status, body)) ?? Response(status: failure.status)
+    }
+
+    private func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
+        let data = try JSONEncoder().encode(value)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// A decoding error as "field.path: problem", without echoing the whole body.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let p = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+            return p.isEmpty ? "body" : p
+        }
+        switch error {
+        case .dataCorrupted(let context):
+            return "\(path(context)): \(context.underlyingError == nil ? context.debugDescription : "malformed JSON")"
+        case .keyNotFound(let key, let context):
+            return context.codingPath.isEmpty ? "missing field \(key.stringValue)" : "\(path(context)): missing field \(key.stringValue)"
+        case .typeMismatch(let type, let context):
+            return "\(path(context)): expected \(type)"
+        case .valueNotFound(let type, let context):
+            return "\(path(context)): expected \(type), found null"
+        @unknown default:
+            return "malformed body"
+        }
+    }
+}

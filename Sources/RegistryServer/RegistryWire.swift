@@ -1,0 +1,63 @@
+import Registry
+
+/// JSON bodies of the embedded registry's HTTP API (see docs/registry.md).
+enum RegistryWire {
+    /// Header carrying the caller's node name (or `_admin`); the credential goes in `Authorization: Bearer`.
+    static let nodeNameHeader = "X-Registry-Node"
+
+    /// `GET /v1/nodes`.
+    struct ListResponse: Codable, Sendable {
+        var revision: Int64
+        var records: [NodeRecord]
+    }
+
+    /// `GET /v1/watch`: the events after the requested revision (possibly none after a timeout) and the
+    /// registry's current revision.
+    struct WatchResponse: Codable, Sendable {
+        var revision: Int64
+        var events: [Event]
+    }
+
+    struct Event: Codable, Sendable {
+        enum Kind: String, Codable, Sendable {
+            case put
+            case delete
+        }
+
+        var type: Kind
+        var revision: Int64
+        var name: String
+        /// Present for `put`.
+        var record: NodeRecord?
+
+        init(_ event: RegistryEvent) {
+            switch event {
+            case .put(let record, let revision):
+                self.type = .put
+                self.revision = revision
+                self.name = record.name
+                self.record = record
+            case .deleted(let name, let revision):
+                self.type = .delete
+                self.revision = revision
+                self.name = name
+                self.record = nil
+            case .resyncRequired:
+                preconditionFailure("resync is an HTTP 410 answer, not an event")
+            }
+        }
+
+        var registryEvent: RegistryEvent? {
+            switch type {
+            case .put: record.map { .put($0, revision: revision) }
+            case .delete: .deleted(name: name, revision: revision)
+            }
+        }
+    }
+
+    /// Every 4xx/5xx answer. `compactedRevision` is set on 410 (resync required).
+    struct ErrorBody: Codable, Sendable {
+        var error: String
+        var compactedRevision: Int64?
+    }
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import IPsecPrimitives
+import Registry
+import RegistryServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ipsec-agent-bench registry`: one record update fanned out to many watchers of the embedded registry
+/// (in-process server on loopback, each watcher its own long-poll connection). Prints delivery latency from
+/// the start of the publish call to each watcher receiving the event.
+struct RegistryBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "registry", abstract: "Registry watch fan-out: p50/p99 delivery latency of one update to N watchers.")
+
+    @Option(help: "Number of concurrent watchers.")
+    var watchers: Int = 1000
+
+    @Option(help: "Updates to publish (one at a time, each awaited by every watcher).")
+    var rounds: Int = 20
+
+    func validate() throws {
+        guard (1...20_000).contains(watchers) else { throw ValidationError("--watchers: expected 1…20000") }
+        guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds: expected 1…10000") }
+    }
+
+    func run() async throws {
+        raiseFileLimit(to: rlim_t(watchers) * 2 + 256)
+        let directory = "/tmp/ipsec-agent-bench-registry-\(getpid())"
+        defer { _ = try? removeDirectory(directory) }
+        let credentials = RegistryCredentials(secret: SecretBytes((0..<32).map { _ in UInt8.random(in: 0...255) }))
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let server = RegistryServer(
+            configuration: .init(host: "127.0.0.1", port: 0, dataDirectory: directory, maxWatchWait: .seconds(30)),
+            credentials: credentials, onListening: { portContinuation.yield($0) })
+        let serverTask = Task { try await server.run() }
+        defer { serverTask.cancel() }
+        var portIterator = ports.makeAsyncIterator()
+        guard let port = await portIterator.next() else { throw RegistryError.unavailable("server did not start") }
+        let baseURL = "http://127.0.0.1:\(port)"
+        let connections = RegistryHTTPConnections(maxConnectionsPerHost: watchers + 8)
+
+        let publisher = EmbeddedRegistryClient(
+            baseURL: baseURL, nodeName: "bench-publisher", credential: credentials.credential(for: "bench-publisher"),
+            connections: connections)
+        let watcher = EmbeddedRegistryClient(
+            baseURL: baseURL, nodeName: "bench-watcher", credential: credentials.credential(for: "bench-watcher"),
+            connections: connections, watchWait: .seconds(30))
+        let start = try await publisher.list().revision
+        let clock = ContinuousClock()
+
+        // Each watcher reports (revision, arrival) for every event.
+        let (arrivals, arrivalContinuation) = AsyncStream.makeStream(of: (Int64, ContinuousClock.Instant).self)
+        var watchTasks: [Task<Void, Never>] = []
+        for _ in 0..<watchers {
+            watchTasks.append(Task {
+                do {
+                    for try await event in watcher.watch(after: start) {
+                        if case .put(_, let revision) = event { arrivalContinuation.yield((revision, clock.now)) }
+                    }
+                } catch {}
+            })
+        }
+        // Let every watcher's long poll reach the server before measuring.
+        try await Task.sleep(for: .seconds(max(2, watchers / 250)))
+
+        var latencies: [Duration] = []
+        var fanOutTimes: [Duration] = []
+        var iterator = arrivals.makeAsyncIterator()
+        for round in 1...rounds {
+            let record = NodeRecord(name: "bench-publisher", bootID: "bench", spi: KeyID(round % 15 + 1))
+            let sent = clock.now
+            let stored = try await publisher.publish(record)
+            let revision = start + Int64(round)
+            _ = stored
+            var received = 0
+            var last = Duration.zero
+            while received < watchers, let (eventRevision, at) = await iterator.next() {
+                guard eventRevision == revision else { continue }
+                received += 1
+                let latency = sent.duration(to: at)
+                latencies.append(latency)
+                last = max(last, latency)
+            }
+            fanOutTimes.append(last)
+        }
+        for task in watchTasks { task.cancel() }
+        try? await connections.shutdown()
+
+        latencies.sort()
+        fanOutTimes.sort()
+        func percentile(_ values: [Duration], _ p: Double) -> String {
+            let index = min(values.count - 1, Int((Double(values.count) * p).rounded(.up)) - 1)
+            return format(values[max(0, index)])
+        }
+        print("registry fan-out (embedded, loopback, \(watchers) watchers, \(rounds) updates, \(latencies.count) deliveries)")
+        print("  delivery latency   p50 \(percentile(latencies, 0.50))  p99 \(percentile(latencies, 0.99))  max \(format(latencies.last!))")
+        print("  all-watchers time  p50 \(percentile(fanOutTimes, 0.50))  p99 \(percentile(fanOutTimes, 0.99))")
+    }
+
+    private func format(_ d: Duration) -> String {
+        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        return ms < 10 ? String(format3(ms)) + " ms" : String(Int(ms.rounded())) + " ms"
+    }
+
+    private func format3(_ value: Double) -> String {
+        let scaled = Int((value * 1000).rounded())
+        let fraction = String(scaled % 1000)
+        return "\(scaled / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
+    }
+
+    private func raiseFileLimit(to wanted: rlim_t) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < wanted else { return }
+        limit.rlim_cur = min(wanted, limit.rlim_max)
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    private func removeDirectory(_ path: String) throws {
+        for file in ["registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm"] { unlink(path + "/" + file) }
+        rmdir(path)
+    }
+}

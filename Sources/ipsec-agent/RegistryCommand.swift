@@ -1,0 +1,65 @@
+import ArgumentParser
+import Registry
+import RegistryServer
+
+/// `ipsec-agent registry …`: the embedded node registry server and its credentials.
+struct RegistryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "registry",
+        abstract: "Embedded node registry: run the server, derive credentials.",
+        subcommands: [Serve.self, Credential.self]
+    )
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the embedded registry server (HTTP/JSON, SQLite).")
+
+        @Option(help: "Address to listen on: HOST:PORT or [IPV6]:PORT.")
+        var listen: String = "127.0.0.1:7470"
+
+        @Option(help: "Directory for registry.sqlite (created if missing).")
+        var data: String
+
+        @Option(help: "Cluster secret file (at least 16 bytes).")
+        var secretFile: String
+
+        @Option(help: "Seconds without a heartbeat before a node's lease expires.")
+        var leaseTTL: Int = 30
+
+        func validate() throws {
+            guard RegistryServer.parseListenAddress(listen) != nil else {
+                throw ValidationError("--listen: expected HOST:PORT or [IPV6]:PORT, got \"\(listen)\"")
+            }
+            guard (1...86_400).contains(leaseTTL) else { throw ValidationError("--lease-ttl: expected 1…86400 seconds, got \(leaseTTL)") }
+        }
+
+        func run() async throws {
+            let (host, port) = RegistryServer.parseListenAddress(listen)!
+            let credentials = try RegistryCredentials(secretFile: secretFile)
+            let server = RegistryServer(
+                configuration: .init(host: host, port: port, dataDirectory: data, leaseTTL: .seconds(leaseTTL)),
+                credentials: credentials)
+            try await server.runUntilSignalled()
+        }
+    }
+
+    struct Credential: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a node's registry credential (HMAC-SHA256 of the cluster secret and the node name).")
+
+        @Option(help: "Cluster secret file.")
+        var secretFile: String
+
+        @Option(help: "Node name, or \(RegistryCredentials.adminName) for the admin credential.")
+        var node: String
+
+        func validate() throws {
+            guard node == RegistryCredentials.adminName || NodeRecord.isValidName(node) else {
+                throw ValidationError("--node: \"\(node)\" is not a DNS-like node name (or \(RegistryCredentials.adminName))")
+            }
+        }
+
+        func run() throws {
+            print(try RegistryCredentials(secretFile: secretFile).credential(for: node))
+        }
+    }
+}

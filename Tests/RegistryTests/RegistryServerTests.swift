@@ -1,0 +1,255 @@
+import Foundation
+import IPsecPrimitives
+import Registry
+import RegistryServer
+import Testing
+
+@Suite(.timeLimit(.minutes(2))) struct RegistryServerTests {
+    private func record(_ name: String, spi: UInt8 = 1, nodeID: UInt16 = 0) -> NodeRecord {
+        NodeRecord(
+            name: name, nodeID: nodeID, ipv4: IPAddress("192.0.2.\(name.utf8.count)"), podCIDRs: [IPPrefix("10.1.0.0/24")!],
+            bootID: "boot-\(name)", spi: KeyID(spi), keyFingerprint: "fp\(spi)")
+    }
+
+    /// Reads `count` events from a watch.
+    private func take(_ count: Int, from stream: AsyncThrowingStream<RegistryEvent, any Error>) async throws -> [RegistryEvent] {
+        var events: [RegistryEvent] = []
+        for try await event in stream {
+            events.append(event)
+            if events.count == count { break }
+        }
+        return events
+    }
+
+    @Test func watchDeliversEveryChangeInOrderIncludingAdminDeletions() async throws {
+        try await TestRegistryServer.with { server in
+            let a = server.client("node-a")
+            let b = server.client("node-b")
+            let start = try await a.list().revision
+            let watch = Task { try await take(5, from: server.client("node-c").watch(after: start)) }
+            _ = try await a.publish(record("node-a", spi: 1))
+            _ = try await b.publish(record("node-b", spi: 1))
+            _ = try await a.publish(record("node-a", spi: 2))
+            #expect(try await server.admin.delete(name: "node-b"))
+            _ = try await a.publish(record("node-a", spi: 3))
+            let events = try await watch.value
+            let summary = events.map { event -> String in
+                switch event {
+                case .put(let r, let rev): "\(rev) put \(r.name) \(r.spi!)"
+                case .deleted(let name, let rev): "\(rev) delete \(name)"
+                case .resyncRequired: "resync"
+                }
+            }
+            #expect(summary == [
+                "\(start + 1) put node-a 1", "\(start + 2) put node-b 1", "\(start + 3) put node-a 2",
+                "\(start + 4) delete node-b", "\(start + 5) put node-a 3",
+            ])
+            let snapshot = try await a.list()
+            #expect(snapshot.revision == start + 5)
+            #expect(snapshot.records.map(\.name) == ["node-a"])
+            // A watch from an older revision replays the same history.
+            let replay = try await take(2, from: a.watch(after: start + 3))
+            #expect(replay == [.deleted(name: "node-b", revision: start + 4), events[4]])
+        }
+    }
+
+    @Test func missedHeartbeatsExpireTheLeaseAndAnnounceDeletion() async throws {
+        try await TestRegistryServer.with(leaseTTL: .milliseconds(600)) { server in
+            let a = server.client("node-a")
+            let b = server.client("node-b")
+            _ = try await a.publish(record("node-a"))
+            let published = try await b.publish(record("node-b"))
+            let watch = b.watch(after: try await b.list().revision)
+            // node-b heartbeats while node-a stays silent: node-a expires first.
+            let heartbeats = Task {
+                while !Task.isCancelled {
+                    try? await b.heartbeat(name: "node-b")
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            defer { heartbeats.cancel() }
+            let events = try await take(1, from: watch)
+            guard case .deleted(let name, _) = events.first else {
+                Issue.record("expected a deletion, got \(events)")
+                return
+            }
+            #expect(name == "node-a")
+            await #expect(throws: RegistryError.self) { try await a.heartbeat(name: "node-a") }
+            #expect(try await b.list().records.map(\.name) == ["node-b"])
+            #expect(try await b.list().records.first?.nodeID == published.nodeID)
+        }
+    }
+
+    @Test func nodeIDsAreUniqueAmongConcurrentRegistrationsAndKeptByLiveNodes() async throws {
+        try await TestRegistryServer.with { server in
+            let names = (0..<40).map { "node-\($0)" }
+            let stored = try await withThrowingTaskGroup(of: NodeRecord.self) { group in
+                for name in names { group.addTask { try await server.client(name).publish(record(name)) } }
+                return try await group.reduce(into: [NodeRecord]()) { $0.append($1) }
+            }
+            let ids = stored.map(\.nodeID)
+            #expect(!ids.contains(0))
+            #expect(Set(ids).count == names.count)
+            // Publishing again (even asking for another ID) keeps the ID a live node holds.
+            let first = stored.first { $0.name == "node-0" }!
+            let other = stored.first { $0.name == "node-1" }!
+            let again = try await server.client("node-0").publish(record("node-0", spi: 2, nodeID: other.nodeID))
+            #expect(again.nodeID == first.nodeID)
+            // A deleted node's ID is not handed to the next newcomer while unused IDs remain.
+            #expect(try await server.admin.delete(name: "node-0"))
+            let newcomer = try await server.client("node-new").publish(record("node-new"))
+            #expect(newcomer.nodeID != first.nodeID)
+            #expect(!ids.contains(newcomer.nodeID))
+            // A node asking for an ID held by a live node gets another one.
+            let taker = try await server.client("node-taker").publish(record("node-taker", nodeID: other.nodeID))
+            #expect(taker.nodeID != other.nodeID)
+        }
+    }
+
+    @Test func survivesRestartWithRecordsRevisionsAndHistoryIntact() async throws {
+        let directory = TestRegistryServer.makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let before = try await TestRegistryServer.with(directory: directory) { server in
+            _ = try await server.client("node-a").publish(record("node-a", spi: 4))
+            _ = try await server.client("node-b").publish(record("node-b"))
+            #expect(try await server.admin.delete(name: "node-b"))
+            return try await server.client("node-a").list()
+        }
+        try await TestRegistryServer.with(directory: directory) { server in
+            let a = server.client("node-a")
+            let after = try await a.list()
+            #expect(after.revision == before.revision)
+            #expect(after.records.map(\.name) == ["node-a"])
+            #expect(after.records.first?.nodeID == before.records.first?.nodeID)
+            #expect(after.records.first?.spi == KeyID(4))
+            let history = try await take(3, from: a.watch(after: 0))
+            #expect(history.map(\.revisionForTest) == [1, 2, 3])
+            let next = try await a.publish(record("node-a", spi: 5))
+            #expect(next.nodeID == before.records.first?.nodeID)
+            #expect(try await a.list().revision == before.revision + 1)
+        }
+    }
+
+    @Test func rejectsMissingWrongAndCrossNodeCredentialsWithoutStoring() async throws {
+        try await TestRegistryServer.with { server in
+            let body = Array(try JSONEncoder().encode(record("node-a")))
+            let start = try await server.client("node-a").list().revision
+            #expect(try await server.raw(.PUT, "/v1/nodes/node-a", body: body).status == 401)
+            #expect(try await server.raw(.GET, "/v1/nodes").status == 401)
+            let wrong = try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", token: String(repeating: "0", count: 64), body: body)
+            #expect(wrong.status == 401)
+            #expect(!wrong.body.contains(TestRegistryServer.credentials.credential(for: "node-a")))
+            // node-b's valid credential cannot write node-a's record, nor delete.
+            #expect(try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-b", body: body).status == 403)
+            #expect(try await server.raw(.POST, "/v1/nodes/node-a/heartbeat", as: "node-b").status == 403)
+            #expect(try await server.raw(.DELETE, "/v1/nodes/node-a", as: "node-a").status == 403)
+            // The admin deletes but does not write records.
+            #expect(try await server.raw(.PUT, "/v1/nodes/node-a", as: RegistryCredentials.adminName, body: body).status == 403)
+            let typed = server.client("node-b")
+            await #expect(throws: RegistryError.forbidden("node node-b may not write the record of node-a")) {
+                try await typed.publish(record("node-a"))
+            }
+            let after = try await server.client("node-a").list()
+            #expect(after.revision == start)
+            #expect(after.records.isEmpty)
+        }
+    }
+
+    @Test func rejectsBadPayloadsWithAMessageAndStoresNothing() async throws {
+        try await TestRegistryServer.with { server in
+            let a = server.client("node-a")
+            let start = try await a.list().revision
+            func put(_ json: String, path: String = "/v1/nodes/node-a") async throws -> (status: Int, body: String) {
+                try await server.raw(.PUT, path, as: "node-a", body: Array(json.utf8))
+            }
+            let valid = String(decoding: try JSONEncoder().encode(record("node-a")), as: UTF8.self)
+            let badSPI = valid.replacingOccurrences(of: "\"spi\":1", with: "\"spi\":16")
+            #expect(badSPI != valid)
+            let spi = try await put(badSPI)
+            #expect(spi.status == 400)
+            #expect(spi.body.contains("spi"))
+            #expect(spi.body.contains("1…15"))
+
+            var many = record("node-a")
+            many.podCIDRs = (0..<65).map { IPPrefix("10.2.\($0).0/24")! }
+            let cidrs = try await put(String(decoding: try JSONEncoder().encode(many), as: UTF8.self))
+            #expect(cidrs.status == 422)
+            #expect(cidrs.body.contains("podCIDRs"))
+
+            let badName = try await server.raw(
+                .PUT, "/v1/nodes/Bad_Name", as: "Bad_Name",
+                body: Array(String(decoding: try JSONEncoder().encode(record("Bad_Name")), as: UTF8.self).utf8))
+            #expect(badName.status == 422)
+            #expect(badName.body.contains("DNS-like"))
+
+            let malformed = try await put("{\"name\": \"node-a\", ")
+            #expect(malformed.status == 400)
+            #expect(malformed.body.contains("not valid JSON"))
+
+            let missing = try await put("{\"name\": \"node-a\"}")
+            #expect(missing.status == 400)
+            #expect(missing.body.contains("missing field"))
+
+            let mismatch = try await put(valid, path: "/v1/nodes/node-b")
+            #expect(mismatch.status == 403)
+
+            var huge = record("node-a")
+            huge.bootID = String(repeating: "x", count: 70 * 1024)
+            let oversized = try await put(String(decoding: try JSONEncoder().encode(huge), as: UTF8.self))
+            #expect(oversized.status == 413)
+
+            let watch = try await server.raw(.GET, "/v1/watch?after=-1", as: "node-a")
+            #expect(watch.status == 400)
+
+            let after = try await a.list()
+            #expect(after.revision == start)
+            #expect(after.records.isEmpty)
+            // The same record with sane values is accepted.
+            #expect(try await put(valid).status == 200)
+        }
+    }
+
+    @Test func watchFromACompactedRevisionAnswersResync() async throws {
+        try await TestRegistryServer.with(historyLimit: 3) { server in
+            let a = server.client("node-a")
+            for spi in 1...8 { _ = try await a.publish(record("node-a", spi: UInt8(spi))) }
+            let events = try await take(1, from: a.watch(after: 0))
+            #expect(events == [.resyncRequired])
+            let snapshot = try await a.list()
+            // From the list's revision the watch works again.
+            let watch = Task { try await take(1, from: a.watch(after: snapshot.revision)) }
+            let stored = try await a.publish(record("node-a", spi: 9))
+            #expect(try await watch.value == [.put(stored, revision: snapshot.revision + 1)])
+        }
+    }
+
+    @Test func credentialsAreDerivedPerNameAndNeverPrinted() throws {
+        let credentials = TestRegistryServer.credentials
+        let a = credentials.credential(for: "node-a")
+        #expect(a.count == 64)
+        #expect(a.allSatisfy { $0.isHexDigit })
+        #expect(a == RegistryCredentials(secret: TestRegistryServer.secret).credential(for: "node-a"))
+        #expect(a != credentials.credential(for: "node-b"))
+        #expect(a != RegistryCredentials(secret: SecretBytes(Array("another-secret-0123456789".utf8))).credential(for: "node-a"))
+        #expect(credentials.isValid(token: a, for: "node-a"))
+        #expect(!credentials.isValid(token: a, for: "node-b"))
+        #expect(!"\(credentials)".contains("test-cluster-secret"))
+
+        let directory = TestRegistryServer.makeDirectory()
+        let file = directory + "/secret"
+        try "short\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(throws: RegistryCredentials.Failure.self) { try RegistryCredentials(secretFile: file) }
+        try "test-cluster-secret-0123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try RegistryCredentials(secretFile: file).credential(for: "node-a") == a)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+extension RegistryEvent {
+    var revisionForTest: Int64? {
+        switch self {
+        case .put(_, let revision), .deleted(_, let revision): revision
+        case .resyncRequired: nil
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import AsyncHTTPClient
+import Foundation
+import IPsecPrimitives
+import Logging
+import NIOCore
+import NIOHTTP1
+import Registry
+import RegistryServer
+
+/// A loopback embedded registry server for one test, on a free port, with its own data directory.
+struct TestRegistryServer {
+    static let secret = SecretBytes(Array("test-cluster-secret-0123456789".utf8))
+    static let credentials = RegistryCredentials(secret: secret)
+
+    let baseURL: String
+    let directory: String
+
+    /// Cancelling the server at the end of a test logs errors from Hummingbird; assertions catch real ones.
+    static let quietLogger: Logger = {
+        var logger = Logger(label: "registry-test-server")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    /// Runs a server (in `directory`, or a fresh one) for the duration of `body`, then stops it.
+    static func with<R>(
+        directory: String? = nil, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
+        _ body: (TestRegistryServer) async throws -> R
+    ) async throws -> R {
+        let directory = directory ?? makeDirectory()
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let server = RegistryServer(
+            configuration: .init(
+                host: "127.0.0.1", port: 0, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
+                maxWatchWait: .seconds(5)),
+            credentials: credentials,
+            logger: quietLogger,
+            onListening: { port in portContinuation.yield(port) })
+        let task = Task { try await server.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw RegistryError.unavailable("test server did not start") }
+        let harness = TestRegistryServer(baseURL: "http://127.0.0.1:\(port)", directory: directory)
+        do {
+            let result = try await body(harness)
+            task.cancel()
+            _ = try? await task.value
+            return result
+        } catch {
+            task.cancel()
+            _ = try? await task.value
+            throw error
+        }
+    }
+
+    static func makeDirectory() -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("registry-test-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    func client(_ name: String) -> EmbeddedRegistryClient {
+        EmbeddedRegistryClient(
+            baseURL: baseURL, nodeName: name, credential: Self.credentials.credential(for: name), watchWait: .seconds(5))
+    }
+
+    var admin: EmbeddedRegistryClient { client(RegistryCredentials.adminName) }
+
+    /// A raw request, for what the typed client refuses to send. Returns status and body text.
+    func raw(
+        _ method: HTTPMethod, _ path: String, as name: String? = nil, token: String? = nil, body: [UInt8]? = nil
+    ) async throws -> (status: Int, body: String) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let name {
+            request.headers.add(name: "X-Registry-Node", value: name)
+            request.headers.add(name: "Authorization", value: "Bearer \(token ?? Self.credentials.credential(for: name))")
+        }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let bytes = try await response.body.collect(upTo: 1 << 20)
+        return (Int(response.status.code), String(buffer: bytes))
+    }
+}
