@@ -188,7 +188,9 @@ public actor AgentController {
                 peerKeys[name, default: PeerKeys()].inbound.insert(key)
                 peerKeys[name, default: PeerKeys()].outbound.insert(key)
             }
-            let programmed = await programGlobal() && (await program(peers: Array(peers.keys)))
+            let globalOK = await programGlobal()
+            let peersOK = await program(peers: Array(peers.keys))
+            let programmed = globalOK && peersOK
             xfrmHealthy = programmed
             guard programmed else {
                 logger.warning("XFRM programming incomplete; not advertising key \(key) yet (will retry)")

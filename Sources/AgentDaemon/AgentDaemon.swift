@@ -143,18 +143,15 @@ public struct AgentDaemon: Service {
             } else {
                 self.logger.warning("XFRM monitor unavailable; repairs wait for the periodic reconcile")
             }
+            // The periodic trigger shares the coalescing stream with the monitor's wake-ups.
             group.addTask {
-                let interval = config.reconcileInterval
-                var iterator = wakeups.makeAsyncIterator()
                 while !Task.isCancelled {
-                    let jitter = Double.random(in: 0.9...1.1)
-                    // Wait for the interval or a monitor wake-up, whichever comes first.
-                    await withTaskGroup(of: Void.self) { wait in
-                        wait.addTask { try? await Task.sleep(for: interval * jitter) }
-                        wait.addTask { _ = await iterator.next() }
-                        await wait.next()
-                        wait.cancelAll()
-                    }
+                    try await Task.sleep(for: config.reconcileInterval * Double.random(in: 0.9...1.1))
+                    wake.yield()
+                }
+            }
+            group.addTask {
+                for await _ in wakeups {
                     try await Task.sleep(for: .milliseconds(200))  // let a burst of deletions finish
                     await controller.reconcile()
                 }

@@ -19,11 +19,11 @@ public final class TelemetryRefresher: Sendable {
         self.catalogFactory = CatalogMetricsFactory(registry: registry)
         self.xfrmErrors = XFRMErrorCounters(path: xfrmStatPath, factory: catalogFactory)
         self.logger = logger
-        Gauge(label: "ipsec_build_info", dimensions: [("version", AgentVersion.version), ("swift", AgentVersion.swift)], factory: catalogFactory).record(1)
+        CoreMetrics.Gauge(label: "ipsec_build_info", dimensions: [("version", AgentVersion.version), ("swift", AgentVersion.swift)], factory: catalogFactory).record(1)
     }
 
-    func gauge(_ name: String, _ dims: [(String, String)] = []) -> Gauge {
-        Gauge(label: name, dimensions: dims, factory: catalogFactory)
+    func gauge(_ name: String, _ dims: [(String, String)] = []) -> CoreMetrics.Gauge {
+        CoreMetrics.Gauge(label: name, dimensions: dims, factory: catalogFactory)
     }
 
     public func refresh(_ handle: AgentHandle) async {
@@ -62,8 +62,8 @@ public final class TelemetryRefresher: Sendable {
                 defer { r.reconnects = reconnects; r.watchEvents = events }
                 return (max(0, reconnects - r.reconnects), max(0, events - r.watchEvents))
             }
-            Counter(label: "ipsec_registry_reconnects_total", factory: catalogFactory).increment(by: dr)
-            Counter(label: "ipsec_registry_watch_events_total", factory: catalogFactory).increment(by: de)
+            CoreMetrics.Counter(label: "ipsec_registry_reconnects_total", factory: catalogFactory).increment(by: dr)
+            CoreMetrics.Counter(label: "ipsec_registry_watch_events_total", factory: catalogFactory).increment(by: de)
         }
     }
 }
