@@ -53,19 +53,20 @@ public struct NodeRecord: Hashable, Sendable, Codable {
              heartbeatMillis, revision
     }
 
-    /// Decodes leniently: optional and defaulted fields may be absent (older writers, hand-made payloads).
+    /// Decodes a record: the fields a node must publish are required; those the registry assigns (`nodeID`,
+    /// `heartbeatMillis`, `revision`) and the optional ones may be absent.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         nodeID = try c.decodeIfPresent(UInt16.self, forKey: .nodeID) ?? 0
         ipv4 = try c.decodeIfPresent(IPAddress.self, forKey: .ipv4)
         ipv6 = try c.decodeIfPresent(IPAddress.self, forKey: .ipv6)
-        podCIDRs = try c.decodeIfPresent([IPPrefix].self, forKey: .podCIDRs) ?? []
-        bootID = try c.decodeIfPresent(String.self, forKey: .bootID) ?? ""
+        podCIDRs = try c.decode([IPPrefix].self, forKey: .podCIDRs)
+        bootID = try c.decode(String.self, forKey: .bootID)
         spi = try c.decodeIfPresent(KeyID.self, forKey: .spi)
         encryptSpi = try c.decodeIfPresent(KeyID.self, forKey: .encryptSpi)
-        keyFingerprint = try c.decodeIfPresent(String.self, forKey: .keyFingerprint) ?? ""
-        xfrmRevision = try c.decodeIfPresent(Int64.self, forKey: .xfrmRevision) ?? 0
+        keyFingerprint = try c.decode(String.self, forKey: .keyFingerprint)
+        xfrmRevision = try c.decode(Int64.self, forKey: .xfrmRevision)
         heartbeatMillis = try c.decodeIfPresent(Int64.self, forKey: .heartbeatMillis) ?? 0
         revision = try c.decodeIfPresent(Int64.self, forKey: .revision) ?? 0
     }
