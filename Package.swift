@@ -41,7 +41,14 @@ let package = Package(
         .target(name: "XFRM", dependencies: ["CNetlink", "IPsecPrimitives"]),
 
         // Key files: grammar, rotation rules, per-pair derivation, drop-in watcher.
-        .target(name: "Keys", dependencies: ["IPsecPrimitives", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "Keys",
+            dependencies: [
+                "IPsecPrimitives",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // C: libbpf shim. Datapath: loads bpf/ programs, attaches tc, writes the encrypt maps.
         .target(name: "CBPF", linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]),
@@ -52,7 +59,16 @@ let package = Package(
         // Node registry: record, protocol and resilient client; embedded server; etcd backend.
         .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
         .target(name: "RegistryServer", dependencies: ["Registry"]),
-        .target(name: "RegistryEtcd", dependencies: ["Registry"]),
+        .target(
+            name: "RegistryEtcd",
+            dependencies: [
+                "Registry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // The daemon: desired state, ordered rotation, reconcile, status, trace.
         .target(
@@ -104,7 +120,14 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "IPsecPrimitivesTests", dependencies: ["IPsecPrimitives"]),
         .testTarget(name: "XFRMTests", dependencies: ["XFRM", "TestSupport"]),
-        .testTarget(name: "KeysTests", dependencies: ["Keys", "TestSupport"]),
+        .testTarget(
+            name: "KeysTests",
+            dependencies: [
+                "Keys", "IPsecPrimitives", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "RegistryServer", "RegistryEtcd", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Keys", "XFRM", "Datapath", "Registry", "IPsecPrimitives", "TestSupport", .product(name: "Logging", package: "swift-log")]),
