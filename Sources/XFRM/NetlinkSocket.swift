@@ -97,6 +97,8 @@ final class NetlinkSocket {
         guard received <= receiveBuffer.count else {
             throw .malformedMessage("a \(received)-byte datagram did not fit the \(receiveBuffer.count)-byte buffer")
         }
+        // Dumps and gets carry key bytes: wipe what was received once it has been decoded.
+        defer { receiveBuffer.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: received) }
         var remaining = Int32(received)
         var header = UnsafeRawPointer(receiveBuffer.baseAddress!).assumingMemoryBound(to: nlmsghdr.self)
         while mnl_nlmsg_ok(header, remaining) {

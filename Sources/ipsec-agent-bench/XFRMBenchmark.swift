@@ -50,6 +50,15 @@ struct XFRMBenchmark: ParsableCommand {
         let policyObjects = (0..<policies).map(Self.policy)
         print("xfrm: \(states) SAs + \(policies) policies, fresh netns per tool, batches of \(XFRMClient.batchBytes / 1024) KiB")
 
+        // Warm-up, untimed: the first SA of a transform makes the kernel load its crypto modules (gcm, ghash,
+        // aes …), which took seconds in the VM and would be charged to whichever tool ran first.
+        if let first = stateObjects.first {
+            var warmUp = first
+            warmUp.spi = 0xFFFF_FF00
+            try ipClient.add(warmUp)
+            try ipClient.delete(warmUp.id)
+        }
+
         // Swift: SAs then policies, one perform each.
         let swiftStates = try Self.install(stateObjects.map(XFRMRequest.addState), with: swiftClient)
         let swiftPolicies = try Self.install(policyObjects.map(XFRMRequest.addPolicy), with: swiftClient)
