@@ -68,6 +68,12 @@ public actor AgentController {
     private var publishedRevision: Int64 = -1
     private var lastAcknowledgeAt: Duration?
 
+    /// Highest ESN output sequence seen per OUT SA (kept when the SA disappears: that is when it is needed).
+    private var sequenceHistory: [XFRMStateID: UInt64] = [:]
+    /// How far past the last seen sequence a re-created OUT SA starts: more packets than any SA can send
+    /// between two reconcile passes, so neither a GCM nonce nor a sequence number is ever reused.
+    public static let sequenceJump: UInt64 = 1 << 30
+
     // Counters of adopted or still-live SAs, from reconcile dumps: packets and when they last moved.
     private var counterHistory: [XFRMStateID: (packets: UInt64, changedAt: Duration)] = [:]
 
@@ -112,7 +118,9 @@ public actor AgentController {
         }
         encryptKey = try encryptMap.localSPI()
         bpfEntries = [:]
-        for state in try await kernel.ownedStates() where DatapathLayout.owns(state) {
+        let adoptedStates = try await kernel.ownedStates().filter(DatapathLayout.owns)
+        recordCounters(adoptedStates)
+        for state in adoptedStates {
             guard let (key, sender) = DatapathLayout.decode(spi: state.spi) else { continue }
             if sender == local.nodeID, let mark = state.mark {
                 adoptedKeysByNode[UInt16(truncatingIfNeeded: mark.value >> 16), default: PeerKeys()].outbound.insert(key)
@@ -553,9 +561,11 @@ public actor AgentController {
             let states = try await kernel.ownedStates().filter(DatapathLayout.owns)
             let policies = try await kernel.ownedPolicies().filter(DatapathLayout.owns)
             recordCounters(states)
-            var want = DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys, derive: keyOps.derive)
-            let diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
+            let want = DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys, derive: keyOps.derive)
+            var diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
             report.record(diff, removalsAllowed: registrySynced)
+            diff.addStates = diff.addStates.map(resumingSequence)
+            diff.replaceStates = diff.replaceStates.map(resumingSequence)
             var requests = diff.installRequests
             if registrySynced { requests += diff.removalRequests }
             if !requests.isEmpty {
@@ -588,11 +598,24 @@ public actor AgentController {
         return report
     }
 
+    /// An OUT SA re-created after it vanished (a flush, a tampered SA) starts past every sequence number it used.
+    private func resumingSequence(_ state: XFRMState) -> XFRMState {
+        guard state.mark != nil, let last = sequenceHistory[state.id] else { return state }
+        var resumed = state
+        resumed.outboundSequence = last &+ Self.sequenceJump
+        logger.warning("re-creating a lost OUT SA past its last sequence number", metadata: [
+            "state": "\(state)", "lastSequence": "\(last)"])
+        return resumed
+    }
+
     private func recordCounters(_ states: [XFRMState]) {
         let t = now()
         var next: [XFRMStateID: (packets: UInt64, changedAt: Duration)] = [:]
         next.reserveCapacity(states.count)
         for state in states {
+            if state.mark != nil, let sequence = state.outboundSequence {
+                sequenceHistory[state.id] = max(sequenceHistory[state.id] ?? 0, sequence)
+            }
             let packets = state.counters?.packets ?? 0
             if let old = counterHistory[state.id], old.packets == packets {
                 next[state.id] = old

@@ -46,8 +46,10 @@ enum XFRMMessageDecoder {
         }
         let esn = info.flags & UInt8(XFRM_STATE_ESN) != 0
         var replayWindow = UInt32(info.replay_window)
+        var outboundSequence: UInt64?
         if let replay: xfrm_replay_state_esn = try optionalPayload(of: attributes, XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL") {
             replayWindow = replay.replay_window
+            outboundSequence = UInt64(replay.oseq_hi) << 32 | UInt64(replay.oseq)
         }
         var outputMark: XFRMMark?
         if let value: UInt32 = try optionalPayload(of: attributes, XFRMA_SET_MARK, "XFRMA_SET_MARK") {
@@ -60,7 +62,7 @@ enum XFRMMessageDecoder {
             source: source, destination: destination, spi: spi, proto: try proto(info.id.proto), mode: mode,
             reqid: info.reqid, mark: try mark(attributes), outputMark: outputMark,
             algorithm: try algorithm(attributes, what: what), replayWindow: replayWindow, esn: esn,
-            selector: selectorIfAny(info.sel), counters: counters)
+            selector: selectorIfAny(info.sel), counters: counters, outboundSequence: outboundSequence)
     }
 
     private static func algorithm(_ attributes: cnl_attr_table, what: String) throws(XFRMError) -> XFRMAlgorithm {

@@ -70,6 +70,10 @@ enum XFRMMessageEncoder {
             var replay = xfrm_replay_state_esn()
             replay.bmp_len = (state.replayWindow + 31) / 32
             replay.replay_window = state.replayWindow
+            if let sequence = state.outboundSequence {
+                replay.oseq = UInt32(truncatingIfNeeded: sequence)
+                replay.oseq_hi = UInt32(truncatingIfNeeded: sequence >> 32)
+            }
             try builder.appendAttribute(type: UInt16(XFRMA_REPLAY_ESN_VAL.rawValue), replay,
                                         zeroTailBytes: Int(replay.bmp_len) * MemoryLayout<UInt32>.size)
         }

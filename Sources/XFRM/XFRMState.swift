@@ -82,12 +82,16 @@ public struct XFRMState: Hashable, Sendable, CustomStringConvertible {
     public var selector: XFRMSelector?
     /// Filled in by dumps and gets; not sent on install.
     public var counters: XFRMLifetimeCounters?
+    /// ESN output sequence number (`oseq_hi:oseq`). On add: where the SA starts counting (a re-created SA must
+    /// start past every sequence number its key already used, or GCM nonces repeat and the peer's replay
+    /// window rejects it). From dumps: the last sequence number sent. Nil: 0 on add, unknown on read.
+    public var outboundSequence: UInt64?
 
     public init(
         source: IPAddress, destination: IPAddress, spi: UInt32, proto: XFRMProtocol = .esp,
         mode: XFRMMode = .tunnel, reqid: UInt32 = 0, mark: XFRMMark? = nil, outputMark: XFRMMark? = nil,
         algorithm: XFRMAlgorithm, replayWindow: UInt32 = 1024, esn: Bool = true,
-        selector: XFRMSelector? = nil, counters: XFRMLifetimeCounters? = nil
+        selector: XFRMSelector? = nil, counters: XFRMLifetimeCounters? = nil, outboundSequence: UInt64? = nil
     ) {
         self.source = source
         self.destination = destination
@@ -102,6 +106,7 @@ public struct XFRMState: Hashable, Sendable, CustomStringConvertible {
         self.esn = esn
         self.selector = selector
         self.counters = counters
+        self.outboundSequence = outboundSequence
     }
 
     public var id: XFRMStateID { XFRMStateID(destination: destination, spi: spi, proto: proto, mark: mark) }

@@ -169,3 +169,28 @@ import XFRM
         #expect(status.keysInUse == [1, 2])
     }
 }
+
+@Suite struct SequenceResumeTests {
+    @Test func flushedOutboundSAsResumePastTheirLastSequence() async throws {
+        let cluster = SimulatedCluster(size: 2)
+        try await cluster.start(key: TestKeys.key(1))
+        let (a, b) = (cluster.node(1), cluster.node(2))
+        let outID = try #require(a.kernel.states.values.first { $0.mark != nil }).id
+        let inID = try #require(a.kernel.states.values.first { $0.mark == nil }).id
+        // Traffic moved the OUT SA's sequence; a reconcile pass sees it.
+        a.kernel.db.withLock { $0.states[outID]?.outboundSequence = 5_000 }
+        await a.controller.reconcile()
+        // More traffic after that pass, then `ip xfrm state flush`.
+        a.kernel.db.withLock { db in
+            db.states[outID]?.outboundSequence = 9_000
+            db.states = [:]
+        }
+        await a.controller.reconcile()
+        let resumed = try #require(a.kernel.states[outID])
+        #expect(resumed.outboundSequence == 5_000 + AgentController.sequenceJump)
+        #expect(resumed.outboundSequence! > 9_000)
+        #expect(a.kernel.states[inID]?.outboundSequence == nil)  // inbound SAs do not send
+        #expect(cluster.drops().isEmpty)
+        _ = b
+    }
+}

@@ -85,10 +85,13 @@ import Testing
         XFRMFixtures.aeadState(),
         XFRMFixtures.aeadState(source: "fd00::1", destination: "fd00::2", spi: 0xFFFF_FFFE, mark: nil),
         XFRMFixtures.cbcState(source: "10.0.0.1", destination: "10.0.0.2", spi: 9),
+        { var s = XFRMFixtures.aeadState(); s.outboundSequence = 0x1_0000_0005; return s }(),
     ])
     func stateRoundTrips(_ state: XFRMState) throws {
         var expected = state
         expected.counters = XFRMLifetimeCounters()
+        // ESN SAs carry their output sequence (oseq_hi:oseq) both ways; 0 when none was set.
+        if state.esn { expected.outboundSequence = state.outboundSequence ?? 0 }
         let decoded = try withMessage(.addState(state)) { try XFRMMessageDecoder.state(from: $0) }
         #expect(decoded == expected)
         // SecretBytes' equality is by content but its hash ignores it; compare keys explicitly.
