@@ -1,0 +1,251 @@
+import Agent
+import AgentDaemon
+import ArgumentParser
+import Datapath
+import Foundation
+import IPsecPrimitives
+import Keys
+import Logging
+import Prometheus
+import Registry
+import Synchronization
+import XFRM
+
+/// `ipsec-agent-bench scale`: the agent controller at 100–5,000 simulated peers against the kernel floor.
+///
+/// Peers are registry records only. The controller programs their SAs and policies through the real netlink
+/// client in a fresh network namespace (ESP needs the VM rig; `--host-policies-only` keeps SAs in memory and
+/// sends only policies to the host kernel). Per size it reports: initial programming; a full rotation (key
+/// loaded → all new SAs/policies acknowledged → advertised → BPF switched) with the kernel's share of it; the
+/// reclaim after every peer acknowledged; the floor (the XFRM client alone installing the same objects in one
+/// batch, in a namespace holding the same old objects); a reconcile pass with nothing to repair; a metrics
+/// scrape (and how many kernel dumps it caused: must be 0); peak RSS.
+struct ScaleBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scale", abstract: "Rotation, reconcile and memory at many peers, against the kernel floor.")
+
+    @Option(parsing: .upToNextOption, help: "Peer counts.")
+    var peers: [Int] = [100, 1000, 5000]
+
+    @Flag(help: "Host kernels without ESP: SAs are kept in memory, policies go to the kernel.")
+    var hostPoliciesOnly = false
+
+    func run() async throws {
+        print("peers | initial s | rotation s | kernel s | agent s | floor s | rot/floor | reclaim s | reconcile ms | objects | scrape ms (dumps) | µs/peer rot")
+        print("---|---|---|---|---|---|---|---|---|---|---|---")
+        for n in peers {
+            let r = try await measure(peers: n)
+            print(String(format: "%d | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.3f | %.1f | %d | %.2f (%d) | %.0f",
+                         n, r.initial, r.rotation, r.rotationKernel, r.rotation - r.rotationKernel, r.floor,
+                         r.rotation / r.floor, r.reclaim, r.reconcile * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
+                         r.rotation / Double(n) * 1e6))
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        print(String(format: "peak RSS of the benchmark process (agent state for the largest size included): %.1f MB",
+                     Double(usage.ru_maxrss) / 1024))
+    }
+
+    struct Result {
+        var initial = 0.0, rotation = 0.0, rotationKernel = 0.0, floor = 0.0, reclaim = 0.0, reconcile = 0.0
+        var scrape = 0.0
+        var scrapeDumps = 0
+        var objects = 0
+    }
+
+    func measure(peers n: Int) async throws -> Result {
+        var result = Result()
+        let nsAgent = try BenchNamespace("ipsa-scale-a")
+        let nsFloor = try BenchNamespace("ipsa-scale-f")
+        defer { nsAgent.destroy(); nsFloor.destroy() }
+
+        let client = try XFRMClient(networkNamespacePath: nsAgent.path)
+        let kernel = TimingKernel(hostPoliciesOnly ? PoliciesOnlyKernel(XFRMClientKernel(client: client)) as any XFRMKernel
+                                                  : XFRMClientKernel(client: client))
+        let map = InMemoryEncryptMap()
+        let publisher = BenchPublisher()
+        let local = LocalNode(name: "node-1", nodeID: 1, underlay: IPAddress("100.64.0.1")!,
+                              podCIDRs: [IPPrefix("10.0.0.0/24")!], bootID: "bench-boot-1")
+        let clock = ContinuousClock()
+        let origin = clock.now
+        let controller = AgentController(
+            local: local, kernel: kernel, encryptMap: map, publisher: publisher, keyOperations: .standard,
+            now: { clock.now - origin }, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let key1 = BenchKeys.key(1), key2 = BenchKeys.key(2)
+        var records = (2...(n + 1)).map { i in
+            NodeRecord(name: "node-\(i)", nodeID: UInt16(i), ipv4: .v4(0x6440_0000 | UInt32(i)),
+                       podCIDRs: [IPPrefix(address: .v4(0x0A00_0000 | UInt32(i) << 8), length: 24)!],
+                       bootID: "bench-boot-\(i)", spi: KeyID(1), encryptSpi: KeyID(1),
+                       keyFingerprint: key1.fingerprint, xfrmRevision: 0, revision: 1)
+        }
+
+        // Initial programming of key 1 for every peer.
+        var t = clock.now
+        try await controller.adopt(ownRecord: nil)
+        await controller.peersChanged(records, connected: true)
+        await controller.keyFileChanged(.success(key1))
+        result.initial = seconds(clock.now - t)
+
+        // Rotation to key 2: XFRM for all peers, advertise, BPF switch.
+        kernel.reset()
+        t = clock.now
+        await controller.keyFileChanged(.success(key2))
+        result.rotation = seconds(clock.now - t)
+        result.rotationKernel = kernel.elapsed
+        let status = await controller.status()
+        guard status.encryptKey == 2 else { throw ValidationError("rotation did not reach the BPF switch: \(status.lastError ?? "?")") }
+
+        // Every peer acknowledges; the old key is reclaimed.
+        let advertised = publisher.revision
+        for i in records.indices {
+            records[i].spi = KeyID(2)
+            records[i].encryptSpi = KeyID(2)
+            records[i].keyFingerprint = key2.fingerprint
+            records[i].xfrmRevision = advertised + 1
+            records[i].revision = advertised + 2
+        }
+        t = clock.now
+        await controller.peersChanged(records, connected: true)
+        result.reclaim = seconds(clock.now - t)
+        guard await controller.status().keysInUse == [2] else { throw ValidationError("reclaim incomplete") }
+
+        // Floor: the same new-key objects, one batch, into a namespace that holds the same old-key objects.
+        let floorClient = try XFRMClient(networkNamespacePath: nsFloor.path)
+        let peersModel = records.map { r in
+            Peer(name: r.name, nodeID: r.nodeID, underlay: r.ipv4!, podCIDRs: r.podCIDRs, bootID: r.bootID)
+        }
+        func objects(_ keys: Set<KeyID>) -> DesiredState {
+            let live = Dictionary(uniqueKeysWithValues: records.map { ($0.name, PeerKeys(inbound: keys, outbound: keys)) })
+            return DesiredState(local: local, peers: peersModel, peerKeys: live,
+                                keys: [KeyID(1)!: key1, KeyID(2)!: key2], derive: KeyOperations.standard.derive)
+        }
+        let old = objects([KeyID(1)!])
+        let both = objects([KeyID(1)!, KeyID(2)!])
+        let oldRequests = XFRMDiff(desired: old, actualStates: [], actualPolicies: []).installRequests
+        let newRequests = XFRMDiff(desired: both, actualStates: old.states.values, actualPolicies: old.policies.values).installRequests
+        let floorRequests = hostPoliciesOnly ? newRequests.filter { if case .addState = $0 { false } else { true } } : newRequests
+        _ = floorClient.perform(hostPoliciesOnly ? oldRequests.filter { if case .addState = $0 { false } else { true } } : oldRequests)
+        t = clock.now
+        let floorResults = floorClient.perform(floorRequests)
+        result.floor = seconds(clock.now - t)
+        if let failure = floorResults.first(where: { if case .failure = $0 { true } else { false } }) {
+            throw ValidationError("floor batch failed: \(failure)")
+        }
+
+        // Reconcile with nothing to repair.
+        await controller.reconcile()
+        t = clock.now
+        let report = await controller.reconcile()
+        result.reconcile = seconds(clock.now - t)
+        guard report.totalRepairs == 0 else { throw ValidationError("reconcile repaired \(report.summary)") }
+        let owned = await controller.ownedObjectCounts()
+        result.objects = owned.statesIn + owned.statesOut + owned.policies.values.reduce(0, +)
+
+        // A metrics scrape: must not dump the kernel.
+        let handle = AgentHandle()
+        handle.update { $0.controller = controller }
+        let telemetry = TelemetryRefresher(registry: PrometheusCollectorRegistry())
+        let dumpsBefore = kernel.dumps
+        t = clock.now
+        await telemetry.refresh(handle)
+        _ = telemetry.registry.emitToBuffer()
+        result.scrape = seconds(clock.now - t)
+        result.scrapeDumps = kernel.dumps - dumpsBefore
+        return result
+    }
+
+    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+}
+
+/// Measures the time the kernel adapter spends in `apply`, and counts dumps.
+final class TimingKernel: XFRMKernel {
+    private let inner: any XFRMKernel
+    private let state = Mutex<(elapsed: Double, dumps: Int)>((0, 0))
+    init(_ inner: any XFRMKernel) { self.inner = inner }
+
+    var elapsed: Double { state.withLock { $0.elapsed } }
+    var dumps: Int { state.withLock { $0.dumps } }
+    func reset() { state.withLock { $0.elapsed = 0 } }
+
+    func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
+        let clock = ContinuousClock()
+        let t = clock.now
+        let r = await inner.apply(requests)
+        let d = clock.now - t
+        state.withLock { $0.elapsed += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+        return r
+    }
+    func ownedStates() async throws -> [XFRMState] {
+        state.withLock { $0.dumps += 1 }
+        return try await inner.ownedStates()
+    }
+    func ownedPolicies() async throws -> [XFRMPolicy] {
+        state.withLock { $0.dumps += 1 }
+        return try await inner.ownedPolicies()
+    }
+    func state(_ id: XFRMStateID) async throws -> XFRMState? { try await inner.state(id) }
+    func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
+}
+
+/// For host kernels without ESP: SAs live in memory, policies go to the real kernel.
+final class PoliciesOnlyKernel: XFRMKernel {
+    private let inner: any XFRMKernel
+    private let states = Mutex<[XFRMStateID: XFRMState]>([:])
+    init(_ inner: any XFRMKernel) { self.inner = inner }
+
+    func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
+        var results = [Result<Void, any Error>?](repeating: nil, count: requests.count)
+        var forward: [(Int, XFRMRequest)] = []
+        states.withLock { s in
+            for (i, r) in requests.enumerated() {
+                switch r {
+                case .addState(let st), .updateState(let st): s[st.id] = st; results[i] = .success(())
+                case .deleteState(let id): s[id] = nil; results[i] = .success(())
+                default: forward.append((i, r))
+                }
+            }
+        }
+        let forwarded = await inner.apply(forward.map(\.1))
+        for (k, (i, _)) in forward.enumerated() { results[i] = forwarded[k] }
+        return results.map { $0! }
+    }
+    func ownedStates() async throws -> [XFRMState] { states.withLock { Array($0.values) } }
+    func ownedPolicies() async throws -> [XFRMPolicy] { try await inner.ownedPolicies() }
+    func state(_ id: XFRMStateID) async throws -> XFRMState? { states.withLock { $0[id] } }
+    func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
+}
+
+/// Acknowledges every publish at once with a growing revision.
+final class BenchPublisher: RecordPublisher {
+    private let counter = Mutex<Int64>(1000)
+    var revision: Int64 { counter.withLock { $0 } }
+    func publish(_ record: NodeRecordUpdate) async throws -> Int64 { counter.withLock { $0 += 1; return $0 } }
+}
+
+enum BenchKeys {
+    static func key(_ id: Int) -> IPsecKey {
+        IPsecKey(id: KeyID(id)!, algorithm: .aesGCM(keyBits: 128, icvBits: 128),
+                 encryptionKey: SecretBytes((0..<20).map { UInt8(truncatingIfNeeded: $0 * 7 + id) }))
+    }
+}
+
+/// A throw-away network namespace (`ip netns add`), deleted by `destroy()`.
+struct BenchNamespace {
+    let name: String
+    var path: String { "/var/run/netns/\(name)" }
+    init(_ prefix: String) throws {
+        name = "\(prefix)-\(getpid())"
+        _ = BenchNamespace.ip(["netns", "del", name])
+        guard BenchNamespace.ip(["netns", "add", name]) == 0 else { throw ValidationError("cannot create netns \(name) (root?)") }
+    }
+    func destroy() { _ = BenchNamespace.ip(["netns", "del", name]) }
+    static func ip(_ args: [String]) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["ip"] + args
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+}
