@@ -109,7 +109,8 @@ struct RegistryAPI: Sendable {
         switch await store.events(after: after) {
         case .compacted(let compactedRevision):
             throw Failure(
-                status: .gone, message: "revision \(after) was compacted (history starts after \(compactedRevision)); list and watch again",
+                status: .gone,
+                message: "revision \(after) is not in the history (kept: after \(compactedRevision) up to the current revision); list and watch again",
                 compactedRevision: compactedRevision)
         case .events(let events, let revision):
             return try json(.ok, RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init)))

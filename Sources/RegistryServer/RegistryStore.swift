@@ -149,9 +149,10 @@ actor RegistryStore {
 
     func record(named name: String) -> NodeRecord? { live[name]?.record }
 
-    /// Events after `after`, at most `limit`, or `.compacted` if the history no longer reaches back there.
+    /// Events after `after`, at most `limit`, or `.compacted` if the history no longer reaches back there
+    /// (or `after` is beyond the current revision: a revision from another history, e.g. a wiped data dir).
     func events(after: Int64, limit: Int = 1000) -> WatchBatch {
-        guard after >= compactedRevision else { return .compacted(compactedRevision: compactedRevision) }
+        guard after >= compactedRevision, after <= revision else { return .compacted(compactedRevision: compactedRevision) }
         let firstIndex = Int(after - compactedRevision)  // history[i] has revision compactedRevision + 1 + i
         guard firstIndex < history.count else { return .events([], revision: revision) }
         let slice = history[firstIndex..<min(history.count, firstIndex + limit)]

@@ -215,6 +215,8 @@ import Testing
             for spi in 1...8 { _ = try await a.publish(record("node-a", spi: UInt8(spi))) }
             let events = try await take(1, from: a.watch(after: 0))
             #expect(events == [.resyncRequired])
+            // A revision the registry never reached (another history) also asks for a resync.
+            #expect(try await take(1, from: a.watch(after: 1000)) == [.resyncRequired])
             let snapshot = try await a.list()
             // From the list's revision the watch works again.
             let watch = Task { try await take(1, from: a.watch(after: snapshot.revision)) }
