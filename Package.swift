@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // Vocabulary shared by every module: addresses, prefixes, key IDs with wrap-around, secrets.
@@ -36,11 +37,20 @@ let package = Package(
         .target(name: "XFRM", dependencies: ["CNetlink", "IPsecPrimitives"]),
 
         // Key files: grammar, rotation rules, per-pair derivation, drop-in watcher.
-        .target(name: "Keys", dependencies: ["IPsecPrimitives", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "Keys",
+            dependencies: [
+                "IPsecPrimitives",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // C: libbpf shim. Datapath: loads bpf/ programs, attaches tc, writes the encrypt maps.
         .target(name: "CBPF", linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]),
-        .target(name: "Datapath", dependencies: ["CBPF", "IPsecPrimitives"]),
+        .target(name: "Datapath", dependencies: ["CBPF", "IPsecPrimitives"], plugins: ["BPFObjectPlugin"]),
+        // Build-tool plugin: compiles bpf/encrypt.c (clang -target bpf) into a Swift source for Datapath.
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool()),
 
         // Node registry: record, protocol and resilient client; embedded server; etcd backend.
         .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
@@ -59,7 +69,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "RegistryEtcd", dependencies: ["Registry"]),
+        .target(
+            name: "RegistryEtcd",
+            dependencies: [
+                "Registry",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
 
         // The daemon: desired state, ordered rotation, reconcile, status, trace.
         .target(
@@ -67,13 +86,33 @@ let package = Package(
             dependencies: [
                 "IPsecPrimitives", "XFRM", "Keys", "Datapath", "Registry",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+
+        // Prometheus exposition: swift-metrics routed into swift-prometheus with help texts; kernel XFRM counters.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
+        // The daemon around the core: configuration, kernel/BPF/registry adapters, services, admin endpoint.
+        .target(
+            name: "AgentDaemon",
+            dependencies: [
+                "Agent", "IPsecPrimitives", "XFRM", "Keys", "Datapath", "Registry",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         .executableTarget(
             name: "ipsec-agent",
             dependencies: [
-                "Agent", "Keys", "XFRM", "Datapath", "Registry", "RegistryServer", "RegistryEtcd",
+                "Agent", "AgentDaemon", "Keys", "XFRM", "Datapath", "Registry", "RegistryServer", "RegistryEtcd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -91,7 +130,14 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "IPsecPrimitivesTests", dependencies: ["IPsecPrimitives"]),
         .testTarget(name: "XFRMTests", dependencies: ["XFRM", "TestSupport"]),
-        .testTarget(name: "KeysTests", dependencies: ["Keys", "TestSupport"]),
+        .testTarget(
+            name: "KeysTests",
+            dependencies: [
+                "Keys", "IPsecPrimitives", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "TestSupport"]),
         .testTarget(
             name: "RegistryTests",
@@ -103,6 +149,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Keys", "XFRM", "Datapath", "Registry", "IPsecPrimitives", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "RigTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "TestSupport", .product(name: "Metrics", package: "swift-metrics")]),
+        .testTarget(name: "AgentDaemonTests", dependencies: ["AgentDaemon", "Agent", "IPsecPrimitives", "TestSupport"]),
     ]
 )

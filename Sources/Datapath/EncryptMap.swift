@@ -18,8 +18,12 @@ public protocol EncryptMap: Sendable {
     /// Sets the local key ID (`encrypt_state`); nil writes 0, "encryption not ready".
     func setLocalSPI(_ spi: KeyID?) throws
     func localSPI() throws -> KeyID?
+    /// Adds or replaces the entry for exactly `prefix` (the datapath matches the longest prefix).
+    /// A family holding `BPFDatapath.maxPeerPrefixes` entries rejects new prefixes (ENOSPC).
     func upsertPeer(_ prefix: IPPrefix, _ entry: PeerEncryptEntry) throws
+    /// Removes the entry for exactly `prefix`; succeeds if there was none.
     func deletePeer(_ prefix: IPPrefix) throws
+    /// Every entry of both families.
     func peers() throws -> [IPPrefix: PeerEncryptEntry]
 }
 
@@ -34,4 +38,16 @@ public enum EncryptMark {
 
     /// The key ID egress uses towards a peer: the older of the two, with wrap-around.
     public static func egressSPI(local: KeyID, peer: KeyID) -> KeyID { KeyID.older(local, peer) }
+
+    /// The mark for a peer while no local key is ready: SPI 0, `0xE00 | nodeID << 16`. It matches the
+    /// default-drop OUT policy (mark 0xE00/0xF00, action block), so nothing leaves in plaintext.
+    public static func notReadyValue(nodeID: UInt16) -> UInt32 {
+        encryptBits | UInt32(nodeID) << 16
+    }
+
+    /// The mark the datapath sets for a packet to `peer` given the local key ID (nil: not ready).
+    public static func value(local: KeyID?, peer: PeerEncryptEntry) -> UInt32 {
+        guard let local else { return notReadyValue(nodeID: peer.nodeID) }
+        return value(spi: egressSPI(local: local, peer: peer.peerSPI), nodeID: peer.nodeID)
+    }
 }

@@ -25,11 +25,14 @@ public struct NodeRecord: Hashable, Sendable, Codable {
     public var xfrmRevision: Int64
     /// Registry-assigned time of the last heartbeat, milliseconds since the epoch (0 if unknown).
     public var heartbeatMillis: Int64
+    /// The registry revision at which this record was last stored; set by the registry, ignored on publish.
+    /// A peer whose `xfrmRevision` is at least this value has applied this record to its datapath.
+    public var revision: Int64
 
     public init(
         name: String, nodeID: UInt16 = 0, ipv4: IPAddress? = nil, ipv6: IPAddress? = nil, podCIDRs: [IPPrefix] = [],
         bootID: String = "", spi: KeyID? = nil, encryptSpi: KeyID? = nil, keyFingerprint: String = "",
-        xfrmRevision: Int64 = 0, heartbeatMillis: Int64 = 0
+        xfrmRevision: Int64 = 0, heartbeatMillis: Int64 = 0, revision: Int64 = 0
     ) {
         self.name = name
         self.nodeID = nodeID
@@ -42,5 +45,28 @@ public struct NodeRecord: Hashable, Sendable, Codable {
         self.keyFingerprint = keyFingerprint
         self.xfrmRevision = xfrmRevision
         self.heartbeatMillis = heartbeatMillis
+        self.revision = revision
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, nodeID, ipv4, ipv6, podCIDRs, bootID, spi, encryptSpi, keyFingerprint, xfrmRevision,
+             heartbeatMillis, revision
+    }
+
+    /// Decodes leniently: optional and defaulted fields may be absent (older writers, hand-made payloads).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        nodeID = try c.decodeIfPresent(UInt16.self, forKey: .nodeID) ?? 0
+        ipv4 = try c.decodeIfPresent(IPAddress.self, forKey: .ipv4)
+        ipv6 = try c.decodeIfPresent(IPAddress.self, forKey: .ipv6)
+        podCIDRs = try c.decodeIfPresent([IPPrefix].self, forKey: .podCIDRs) ?? []
+        bootID = try c.decodeIfPresent(String.self, forKey: .bootID) ?? ""
+        spi = try c.decodeIfPresent(KeyID.self, forKey: .spi)
+        encryptSpi = try c.decodeIfPresent(KeyID.self, forKey: .encryptSpi)
+        keyFingerprint = try c.decodeIfPresent(String.self, forKey: .keyFingerprint) ?? ""
+        xfrmRevision = try c.decodeIfPresent(Int64.self, forKey: .xfrmRevision) ?? 0
+        heartbeatMillis = try c.decodeIfPresent(Int64.self, forKey: .heartbeatMillis) ?? 0
+        revision = try c.decodeIfPresent(Int64.self, forKey: .revision) ?? 0
     }
 }

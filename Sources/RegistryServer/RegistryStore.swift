@@ -203,6 +203,8 @@ actor RegistryStore {
         stored.nodeID = try assignNodeID(for: record)
         stored.heartbeatMillis = now
         let eventRevision = revision + 1
+        // The revision this version of the record is stored at: peers acknowledge it through xfrmRevision.
+        stored.revision = eventRevision
         let body = try RegistryStore.encode(stored)
         try database.write { db in
             try db.execute(sql: "DELETE FROM records WHERE name = ?", arguments: [stored.name])

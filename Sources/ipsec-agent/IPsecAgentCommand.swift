@@ -8,6 +8,6 @@ struct IPsecAgentCommand: AsyncParsableCommand {
         commandName: "ipsec-agent",
         abstract: "Keeps node-to-node IPsec encrypted through key rotation without dropping a packet.",
         version: version,
-        subcommands: [RegistryCommand.self]
+        subcommands: [KeyCommand.self, RegistryCommand.self]
     )
 }

@@ -46,6 +46,7 @@ import Testing
             ])
             let snapshot = try await a.list()
             #expect(snapshot.revision == start + 5)
+            #expect(snapshot.records.first?.revision == start + 5)
             #expect(snapshot.records.map(\.name) == ["node-a"])
             // A watch from an older revision replays the same history.
             let replay = try await take(2, from: a.watch(after: start + 3))
@@ -122,6 +123,7 @@ import Testing
             #expect(after.records.map(\.name) == ["node-a"])
             #expect(after.records.first?.nodeID == before.records.first?.nodeID)
             #expect(after.records.first?.spi == KeyID(4))
+            #expect(after.records.first?.revision == 1)
             let history = try await take(3, from: a.watch(after: 0))
             #expect(history.map(\.revisionForTest) == [1, 2, 3])
             let next = try await a.publish(record("node-a", spi: 5))
@@ -186,9 +188,13 @@ import Testing
             #expect(malformed.status == 400)
             #expect(malformed.body.contains("not valid JSON"))
 
-            let missing = try await put("{\"name\": \"node-a\"}")
-            #expect(missing.status == 400)
-            #expect(missing.body.contains("missing field"))
+            let mistyped = try await put("{\"name\": \"node-a\", \"podCIDRs\": \"10.0.0.0/8\"}")
+            #expect(mistyped.status == 400)
+            #expect(mistyped.body.contains("podCIDRs"))
+
+            let noName = try await put("{\"spi\": 1}")
+            #expect(noName.status == 400)
+            #expect(noName.body.contains("missing field name"))
 
             let mismatch = try await put(valid, path: "/v1/nodes/node-b")
             #expect(mismatch.status == 403)

@@ -1,0 +1,681 @@
+import Datapath
+import IPsecPrimitives
+import Keys
+import Logging
+import Registry
+import XFRM
+
+/// The agent's brain: holds the rotation state and drives the kernel, the BPF map and the registry in the one
+/// order that never drops a packet:
+///
+/// 1. load and validate a key; 2. install its IN and OUT SAs and OUT policies for every peer (all acked);
+/// 3. advertise `spi`; 4. switch the BPF local key, publish `encryptSpi`; 5. egress per peer follows
+/// older(local, peer's `spi`); 6. reclaim an old key per peer and direction once the peer acknowledged.
+///
+/// Every input is a method call (key loaded, peers changed, tick, reconcile); time is injected, so tests drive it
+/// with a virtual clock and in-memory fakes. All effects go through `XFRMKernel`, `EncryptMap` and
+/// `RecordPublisher`.
+public actor AgentController {
+    public struct Settings: Sendable {
+        /// After advertising, a peer that never acknowledges has its old SAs reclaimed after this long…
+        public var fallbackTimeout: Duration = .seconds(300)
+        /// …and only if their packet counters stayed still this long.
+        public var quietWindow: Duration = .seconds(30)
+        /// A peer gone from the registry keeps its SAs this long.
+        public var peerRemovalGrace: Duration = .seconds(60)
+        /// Acknowledgements (`xfrmRevision`) are published at most this often.
+        public var acknowledgeInterval: Duration = .milliseconds(500)
+        public init() {}
+    }
+
+    // Collaborators
+    private let kernel: any XFRMKernel
+    private let encryptMap: any EncryptMap
+    private let publisher: any RecordPublisher
+    private let keyOps: KeyOperations
+    private let settings: Settings
+    private let now: @Sendable () -> Duration
+    private let logger: Logger
+    private let metrics: AgentMetrics
+
+    // Local key state
+    private(set) var local: LocalNode
+    private var keys: [KeyID: IPsecKey] = [:]
+    private(set) var currentKey: KeyID?
+    private(set) var advertisedKey: KeyID?
+    private var advertiseRevision: Int64 = 0
+    private var advertisedAt: Duration?
+    private(set) var encryptKey: KeyID?
+    private(set) var phase: RotationPhase = .idle
+    private var phaseStartedAt: Duration = .zero
+    private var rotationStartedAt: Duration?
+    private var lastRotationCompletedAt: Duration?
+
+    // Peers
+    private var peers: [String: Peer] = [:]
+    private(set) var peerKeys: [String: PeerKeys] = [:]
+    private var installed: [String: DesiredState] = [:]
+    private var installedGlobal = DesiredState()
+    private var bpfEntries: [String: PeerEncryptEntry] = [:]
+    private var departedAt: [String: Duration] = [:]
+    private var adoptedKeysByNode: [UInt16: PeerKeys] = [:]
+    private var mismatchReported: Set<String> = []
+    private var registrySynced = false
+    private(set) var registryConnected = false
+
+    // Acknowledgement bookkeeping
+    private var appliedRevision: Int64 = 0
+    private var publishedRevision: Int64 = -1
+    private var lastAcknowledgeAt: Duration?
+
+    // Counters of adopted or still-live SAs, from reconcile dumps: packets and when they last moved.
+    private var counterHistory: [XFRMStateID: (packets: UInt64, changedAt: Duration)] = [:]
+
+    /// Inputs run one at a time: an actor alone would interleave them at every `await`.
+    private let gate = SerialGate()
+
+    // Status
+    private var lastReconcile: ReconcileReport?
+    private var lastError: String?
+
+    public init(local: LocalNode, kernel: any XFRMKernel, encryptMap: any EncryptMap, publisher: any RecordPublisher,
+                keyOperations: KeyOperations, settings: Settings = Settings(),
+                now: @escaping @Sendable () -> Duration, logger: Logger = Logger(label: "ipsec-agent"),
+                metrics: AgentMetrics = AgentMetrics()) {
+        self.local = local
+        self.kernel = kernel
+        self.encryptMap = encryptMap
+        self.publisher = publisher
+        self.keyOps = keyOperations
+        self.settings = settings
+        self.now = now
+        self.logger = logger
+        self.metrics = metrics
+    }
+
+    // MARK: - Start-up: adopt what the kernel, the pinned maps and the registry already hold
+
+    /// Adopts the kernel's owned SAs, the pinned BPF map and this node's last published record, so a restart in
+    /// the middle of a rotation converges without flushing anything.
+    public func adopt(ownRecord: NodeRecord?) async throws {
+        await gate.acquire()
+        defer { gate.release() }
+        if let own = ownRecord {
+            advertisedKey = own.spi
+            advertiseRevision = own.revision
+            appliedRevision = own.xfrmRevision
+            publishedRevision = own.xfrmRevision
+            if own.nodeID != 0 { local.nodeID = own.nodeID }
+        }
+        encryptKey = try encryptMap.localSPI()
+        bpfEntries = [:]
+        for state in try await kernel.ownedStates() where DatapathLayout.owns(state) {
+            guard let (key, sender) = DatapathLayout.decode(spi: state.spi) else { continue }
+            if sender == local.nodeID, let mark = state.mark {
+                adoptedKeysByNode[UInt16(truncatingIfNeeded: mark.value >> 16), default: PeerKeys()].outbound.insert(key)
+            } else if state.destination == local.underlay {
+                adoptedKeysByNode[sender, default: PeerKeys()].inbound.insert(key)
+            }
+        }
+        let adoptedKeys = Set(adoptedKeysByNode.values.flatMap { $0.all })
+        logger.info("adopted datapath", metadata: [
+            "advertised": "\(advertisedKey.map(String.init(describing:)) ?? "none")",
+            "encrypting": "\(encryptKey.map(String.init(describing:)) ?? "none")",
+            "peersWithSAs": "\(adoptedKeysByNode.count)",
+            "keysInKernel": "\(adoptedKeys.sorted().map(\.description).joined(separator: ","))",
+        ])
+    }
+
+    // MARK: - Key file
+
+    /// A key (or a key-file error) from the watcher. Invalid input changes nothing.
+    public func keyFileChanged(_ result: Result<IPsecKey, any Error>) async {
+        await gate.acquire()
+        defer { gate.release() }
+        switch result {
+        case .failure(let error):
+            metrics.keyLoadError(reason: "invalid")
+            logger.error("key file rejected; keeping the current key", metadata: ["error": "\(error)"])
+            lastError = "key file: \(error)"
+        case .success(let key):
+            await load(key)
+        }
+    }
+
+    private func load(_ key: IPsecKey) async {
+        if let current = currentKey, let held = keys[current] {
+            if key.id == current {
+                if key == held { return }  // the same file again
+                metrics.keyLoadError(reason: "same_spi")
+                logger.error("key file rejected: key ID \(key.id) is in use with different key material; keeping the current key")
+                lastError = "key file: key ID \(key.id) already in use with other material"
+                return
+            }
+            do {
+                try keyOps.checkRotation(key, held)
+            } catch {
+                metrics.keyLoadError(reason: "rotation_rule")
+                logger.error("key file rejected; keeping the current key", metadata: ["error": "\(error)"])
+                lastError = "key file: \(error)"
+                return
+            }
+        }
+        logger.info("key loaded", metadata: ["keyID": "\(key.id)", "algorithm": "\(key.algorithm)"])
+        keys[key.id] = key
+        if currentKey != key.id {
+            rotationStartedAt = now()
+            metrics.rotationStarted()
+        }
+        currentKey = key.id
+        await advance()
+    }
+
+    // MARK: - The rotation
+
+    /// Moves the rotation forward as far as acknowledgements allow. Idempotent: called after every input.
+    private func advance() async {
+        // "Every known peer" means nothing before the registry's first snapshot: a restarted agent that advertised
+        // then would promise inbound SAs it has not installed.
+        guard let key = currentKey, registrySynced else { return }
+
+        // 2. XFRM: the new key for every peer, both directions. Nothing is advertised until all is acked.
+        if advertisedKey != key || phase == .xfrm {
+            enter(.xfrm)
+            for name in peers.keys {
+                peerKeys[name, default: PeerKeys()].inbound.insert(key)
+                peerKeys[name, default: PeerKeys()].outbound.insert(key)
+            }
+            guard await programGlobal(), await program(peers: Array(peers.keys)) else {
+                logger.warning("XFRM programming incomplete; not advertising key \(key) yet (will retry)")
+                return
+            }
+        }
+
+        // 3. Advertise.
+        if advertisedKey != key {
+            enter(.advertise)
+            guard let revision = await publishRecord(spi: key, encryptSpi: encryptKey) else { return }
+            advertisedKey = key
+            advertiseRevision = revision
+            advertisedAt = now()
+            logger.info("advertised key \(key)", metadata: ["revision": "\(revision)"])
+        }
+
+        // Peer entries first: a fingerprint verdict may change with the key just loaded.
+        updateEncryptEntries()
+
+        // 4. BPF: switch the local key, then tell peers.
+        if encryptKey != key {
+            enter(.bpf)
+            do {
+                try encryptMap.setLocalSPI(key)
+            } catch {
+                lastError = "bpf: \(error)"
+                logger.error("BPF local key switch failed (will retry)", metadata: ["error": "\(error)"])
+                return
+            }
+            encryptKey = key
+            guard await publishRecord(spi: key, encryptSpi: key) != nil else { return }
+        }
+
+        // 5/6. Reclaim by acknowledgement.
+        if phase != .idle || hasOldKeys { enter(.reclaim) }
+        await reclaim()
+    }
+
+    private var hasOldKeys: Bool {
+        peerKeys.values.contains { $0.all.contains { $0 != currentKey } }
+    }
+
+    private func enter(_ next: RotationPhase) {
+        guard next != phase else { return }
+        let t = now()
+        if phase != .idle {
+            metrics.phaseDuration(phase, t - phaseStartedAt)
+            logger.info("rotation phase \(phase.rawValue) done", metadata: ["duration": "\(t - phaseStartedAt)"])
+        }
+        phase = next
+        phaseStartedAt = t
+        metrics.setPhase(next)
+    }
+
+    /// Removes old keys per peer and direction once the peer can no longer use them.
+    private func reclaim() async {
+        guard let current = currentKey, advertisedKey == current, encryptKey == current else { return }
+        var changed: [String] = []
+        var fallbacks = 0
+        for (name, live) in peerKeys {
+            guard let peer = peers[name] else { continue }
+            // A peer holding other key material under our key ID will not switch to us: keep everything.
+            if peer.spi == current, fingerprintMismatch(peer) { continue }
+            var next = live
+            for old in live.inbound where old != current {
+                // The peer sends older(its encryptSpi, its view of our spi). It has seen our advertisement once its
+                // xfrmRevision reached the revision of that advertisement.
+                let acked = peer.encryptSpi.map { old.isOlder(than: $0) } == true && old.isOlder(than: current)
+                    && peer.xfrmRevision >= advertiseRevision
+                if acked || fallbackAllowed(DatapathLayout.spi(key: old, sender: peer.nodeID), local.underlay) {
+                    if !acked { fallbacks += 1 }
+                    next.inbound.remove(old)
+                }
+            }
+            // We send older(our key, peer's spi): once both are newer, nothing of ours uses `old` towards it. No
+            // fallback here: while the peer advertises `old` it can receive nothing else, so the SA stays.
+            for old in live.outbound where old != current {
+                if peer.spi.map({ old.isOlder(than: $0) }) == true && old.isOlder(than: current) {
+                    next.outbound.remove(old)
+                }
+            }
+            if next != live {
+                peerKeys[name] = next
+                changed.append(name)
+            }
+        }
+        if fallbacks > 0 {
+            metrics.fallbackReclaims(fallbacks)
+            logger.warning("reclaimed \(fallbacks) SA(s) by fallback: peers never acknowledged but counters stayed still")
+        }
+        if !changed.isEmpty { _ = await program(peers: changed) }
+        for key in Set(keys.keys) where key != current && !peerKeys.values.contains(where: { $0.all.contains(key) }) {
+            keys[key] = nil
+        }
+        if phase == .reclaim, !hasOldKeys {
+            enter(.idle)
+            lastRotationCompletedAt = now()
+            if let started = rotationStartedAt {
+                metrics.rotationCompleted(duration: now() - started)
+                logger.info("rotation to key \(current) complete", metadata: ["duration": "\(now() - started)"])
+                rotationStartedAt = nil
+            }
+        }
+    }
+
+    /// Fallback for an inbound SA from a peer that never acknowledges: after the timeout, it may go once its
+    /// packet counter stood still for the quiet window.
+    private func fallbackAllowed(_ spi: UInt32, _ destination: IPAddress) -> Bool {
+        guard let advertisedAt, now() - advertisedAt >= settings.fallbackTimeout else { return false }
+        let id = XFRMStateID(destination: destination, spi: spi)
+        guard let history = counterHistory[id] else { return false }
+        return now() - history.changedAt >= settings.quietWindow
+    }
+
+    // MARK: - Peers
+
+    /// The registry's current view of the cluster (the client never reports peers as gone while disconnected).
+    public func peersChanged(_ records: [NodeRecord], connected: Bool) async {
+        await gate.acquire()
+        defer { gate.release() }
+        registryConnected = connected
+        var touched: [String] = []
+        var seen = Set<String>()
+        for record in records where record.name != local.name {
+            guard record.nodeID != 0,
+                  let underlay = local.underlay.family == .v4 ? record.ipv4 : record.ipv6 else { continue }
+            seen.insert(record.name)
+            appliedRevision = max(appliedRevision, record.revision)
+            let peer = Peer(name: record.name, nodeID: record.nodeID, underlay: underlay, podCIDRs: record.podCIDRs,
+                            bootID: record.bootID, spi: record.spi, encryptSpi: record.encryptSpi,
+                            keyFingerprint: record.keyFingerprint, xfrmRevision: record.xfrmRevision)
+            departedAt[record.name] = nil
+            let previous = peers[record.name]
+            guard previous != peer else { continue }
+            peers[record.name] = peer
+            if previous == nil || previous?.nodeID != peer.nodeID || previous?.underlay != peer.underlay
+                || previous?.bootID != peer.bootID || previous?.podCIDRs != peer.podCIDRs {
+                var live = adoptedKeysByNode.removeValue(forKey: peer.nodeID) ?? PeerKeys()
+                for key in liveLocalKeys {
+                    live.inbound.insert(key)
+                    live.outbound.insert(key)
+                }
+                peerKeys[record.name] = live
+                touched.append(record.name)
+            }
+        }
+        if connected {
+            registrySynced = true
+            for name in peers.keys where !seen.contains(name) && departedAt[name] == nil {
+                departedAt[name] = now()
+                logger.info("peer left the registry; keeping its SAs for the grace period", metadata: ["peer": "\(name)"])
+            }
+        }
+        if !touched.isEmpty { _ = await program(peers: touched) }
+        updateEncryptEntries()
+        await advance()
+        await acknowledgeIfDue()
+    }
+
+    /// Keys a new peer gets SAs for: every key this node may send or receive with.
+    private var liveLocalKeys: Set<KeyID> {
+        var set = Set(keys.keys)
+        for k in [currentKey, advertisedKey, encryptKey] { if let k { set.insert(k) } }
+        return set
+    }
+
+    /// Points each peer's pod CIDRs at its advertised key in the BPF map, after its SAs exist.
+    private func updateEncryptEntries() {
+        for (name, peer) in peers {
+            guard var spi = peer.spi, installed[name] != nil else { continue }
+            if fingerprintMismatch(peer) {
+                // Keep egress on the newest older key both sides still share; never on the mismatched one.
+                let fallback = (peerKeys[name]?.outbound ?? []).filter { $0.isOlder(than: spi) }.max()
+                if !mismatchReported.contains(name) {
+                    mismatchReported.insert(name)
+                    metrics.fingerprintMismatch()
+                    logger.error("peer advertises key \(spi) with another fingerprint; not switching to it",
+                                 metadata: ["peer": "\(name)"])
+                }
+                guard let fallback else { continue }
+                spi = fallback
+            } else {
+                mismatchReported.remove(name)
+            }
+            let entry = PeerEncryptEntry(nodeID: peer.nodeID, peerSPI: spi)
+            guard bpfEntries[name] != entry else { continue }
+            do {
+                for cidr in peer.podCIDRs { try encryptMap.upsertPeer(cidr, entry) }
+                bpfEntries[name] = entry
+            } catch {
+                lastError = "bpf: \(error)"
+                logger.error("BPF peer update failed (reconcile will retry)", metadata: ["peer": "\(name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// True when the peer advertises a key ID we hold, with a fingerprint of other key material.
+    private func fingerprintMismatch(_ peer: Peer) -> Bool {
+        guard let spi = peer.spi, let held = keys[spi], !peer.keyFingerprint.isEmpty else { return false }
+        return peer.keyFingerprint != keyOps.fingerprint(held)
+    }
+
+    private func removePeer(_ name: String) async {
+        guard let peer = peers[name] else { return }
+        for cidr in peer.podCIDRs { try? encryptMap.deletePeer(cidr) }
+        bpfEntries[name] = nil
+        peerKeys[name] = PeerKeys()
+        _ = await program(peers: [name])
+        peers[name] = nil
+        peerKeys[name] = nil
+        installed[name] = nil
+        departedAt[name] = nil
+        logger.info("peer removed after its grace period", metadata: ["peer": "\(name)"])
+    }
+
+    // MARK: - Time
+
+    /// Periodic work: peer grace expiry, fallback reclaim, retries, debounced acknowledgements.
+    public func tick() async {
+        await gate.acquire()
+        defer { gate.release() }
+        if registryConnected {
+            for (name, since) in departedAt where now() - since >= settings.peerRemovalGrace {
+                await removePeer(name)
+            }
+        }
+        await advance()
+        await acknowledgeIfDue()
+    }
+
+    /// Publishes `xfrmRevision` when the datapath reflects newer registry state than last published.
+    private func acknowledgeIfDue() async {
+        guard appliedRevision > publishedRevision, currentKey == nil || advertisedKey != nil else { return }
+        if let last = lastAcknowledgeAt, now() - last < settings.acknowledgeInterval { return }
+        lastAcknowledgeAt = now()
+        _ = await publishRecord(spi: advertisedKey, encryptSpi: encryptKey)
+    }
+
+    // MARK: - Kernel programming
+
+    private func programGlobal() async -> Bool {
+        var want = DesiredState(local: local, peers: [Peer](), peerKeys: [:], keys: [:], derive: keyOps.derive)
+        want.states = [:]
+        let diff = XFRMDiff(desired: want, actualStates: [], actualPolicies: installedGlobal.policies.values)
+        guard !diff.isEmpty else { return true }
+        let requests = diff.installRequests
+        let results = await kernel.apply(requests)
+        noteFailures(requests, results, 0..<requests.count)
+        let ok = results.allSatisfy { result in
+            if case .failure(let error) = result { return Self.isAlreadyExists(error) }
+            return true
+        }
+        if ok { installedGlobal = want }
+        return ok
+    }
+
+    /// Brings the named peers' objects from what was last installed to what is desired now. Installs precede
+    /// removals; a peer's model is only advanced when every request for it succeeded.
+    @discardableResult
+    private func program(peers names: [String]) async -> Bool {
+        var requests: [XFRMRequest] = []
+        var owners: [(name: String, range: Range<Int>, want: DesiredState)] = []
+        var removals: [XFRMRequest] = []
+        var removalOwners: [(name: String, range: Range<Int>)] = []
+        for name in names {
+            let want = desired(for: name)
+            let have = installed[name] ?? DesiredState()
+            let diff = XFRMDiff(desired: want, actualStates: have.states.values, actualPolicies: have.policies.values)
+            let start = requests.count
+            requests += diff.installRequests
+            owners.append((name, start..<requests.count, want))
+            let rStart = removals.count
+            removals += diff.removalRequests
+            removalOwners.append((name, rStart..<removals.count))
+        }
+        var allOK = true
+        let results = requests.isEmpty ? [] : await kernel.apply(requests)
+        var failedInstall = Set<String>()
+        for owner in owners {
+            let failures = results[owner.range].filter {
+                if case .failure(let error) = $0 { !Self.isAlreadyExists(error) } else { false }
+            }
+            if failures.isEmpty {
+                installed[owner.name] = owner.want
+            } else {
+                allOK = false
+                failedInstall.insert(owner.name)
+                noteFailures(requests, results, owner.range)
+            }
+        }
+        // Removals only for peers whose installs all succeeded (make before break).
+        let removable = removalOwners.filter { !failedInstall.contains($0.name) }
+        let batch = removable.flatMap { removals[$0.range] }
+        if !batch.isEmpty {
+            let removalResults = await kernel.apply(batch)
+            for (i, result) in removalResults.enumerated() {
+                if case .failure(let error) = result, !Self.isNotFound(error) {
+                    allOK = false
+                    logger.warning("XFRM removal failed (reconcile will retry)", metadata: ["request": "\(batch[i])", "error": "\(error)"])
+                }
+            }
+        }
+        return allOK
+    }
+
+    private func noteFailures(_ requests: [XFRMRequest], _ results: [Result<Void, any Error>], _ range: Range<Int>) {
+        for i in range {
+            if case .failure(let error) = results[i] {
+                if Self.isAlreadyExists(error) { continue }
+                lastError = "xfrm: \(error)"
+                metrics.xfrmError()
+                logger.error("XFRM request failed", metadata: ["request": "\(requests[i])", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func desired(for name: String) -> DesiredState {
+        guard let peer = peers[name], let live = peerKeys[name] else { return DesiredState() }
+        var want = DesiredState(local: local, peers: [peer], peerKeys: [name: live], keys: keys, derive: keyOps.derive)
+        want.policies = want.policies.filter { DatapathLayout.isPeerPolicy($0.value) }
+        return want
+    }
+
+    private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
+        let fingerprint = spi.flatMap { keys[$0] }.map(keyOps.fingerprint) ?? ""
+        let update = NodeRecordUpdate(spi: spi, encryptSpi: encryptSpi, keyFingerprint: fingerprint,
+                                      xfrmRevision: appliedRevision)
+        do {
+            let revision = try await publisher.publish(update)
+            publishedRevision = update.xfrmRevision
+            return revision
+        } catch {
+            lastError = "registry: \(error)"
+            logger.warning("publishing the node record failed (will retry)", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    static func isAlreadyExists(_ error: any Error) -> Bool {
+        (error as? XFRMKernelError) == .alreadyExists
+    }
+
+    static func isNotFound(_ error: any Error) -> Bool {
+        (error as? XFRMKernelError) == .notFound
+    }
+
+    // MARK: - Reconcile
+
+    /// Dumps the agent's own objects, repairs any difference from the desired state, and refreshes the BPF map.
+    /// Removes nothing until the registry delivered its first snapshot.
+    @discardableResult
+    public func reconcile() async -> ReconcileReport {
+        await gate.acquire()
+        defer { gate.release() }
+        let started = now()
+        var report = ReconcileReport()
+        do {
+            // Filtered here too: whatever the kernel adapter returns, foreign objects are never diffed or deleted.
+            let states = try await kernel.ownedStates().filter(DatapathLayout.owns)
+            let policies = try await kernel.ownedPolicies().filter(DatapathLayout.owns)
+            recordCounters(states)
+            var want = DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys, derive: keyOps.derive)
+            let diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
+            report.record(diff, removalsAllowed: registrySynced)
+            var requests = diff.installRequests
+            if registrySynced { requests += diff.removalRequests }
+            if !requests.isEmpty {
+                let results = await kernel.apply(requests)
+                for (i, result) in results.enumerated() {
+                    if case .failure(let error) = result, !Self.isAlreadyExists(error), !Self.isNotFound(error) {
+                        report.errors += 1
+                        lastError = "xfrm: \(error)"
+                        logger.error("reconcile repair failed", metadata: ["request": "\(requests[i])", "error": "\(error)"])
+                    }
+                }
+                logger.info("reconcile repaired \(requests.count) object(s)", metadata: ["summary": "\(report.summary)"])
+            }
+            if report.errors == 0 {
+                for name in peers.keys { installed[name] = desired(for: name) }
+                installedGlobal.policies = want.policies.filter { !DatapathLayout.isPeerPolicy($0.value) }
+            }
+            report.bpfRepairs = repairEncryptMap()
+        } catch {
+            report.errors += 1
+            lastError = "reconcile: \(error)"
+            logger.error("reconcile could not read the kernel", metadata: ["error": "\(error)"])
+        }
+        report.duration = now() - started
+        report.finishedAt = now()
+        metrics.reconciled(report)
+        lastReconcile = report
+        await advance()
+        return report
+    }
+
+    private func recordCounters(_ states: [XFRMState]) {
+        let t = now()
+        var next: [XFRMStateID: (packets: UInt64, changedAt: Duration)] = [:]
+        next.reserveCapacity(states.count)
+        for state in states {
+            let packets = state.counters?.packets ?? 0
+            if let old = counterHistory[state.id], old.packets == packets {
+                next[state.id] = old
+            } else {
+                next[state.id] = (packets, t)
+            }
+        }
+        counterHistory = next
+    }
+
+    /// Makes the pinned map match the agent's view (local key, one entry per peer pod CIDR).
+    private func repairEncryptMap() -> Int {
+        var repairs = 0
+        do {
+            if let encryptKey, try encryptMap.localSPI() != encryptKey {
+                try encryptMap.setLocalSPI(encryptKey)
+                repairs += 1
+            }
+            let actual = try encryptMap.peers()
+            var wanted: [IPPrefix: PeerEncryptEntry] = [:]
+            for (name, entry) in bpfEntries { for cidr in peers[name]?.podCIDRs ?? [] { wanted[cidr] = entry } }
+            for (cidr, entry) in wanted where actual[cidr] != entry {
+                try encryptMap.upsertPeer(cidr, entry)
+                repairs += 1
+            }
+            if registrySynced {
+                for cidr in actual.keys where wanted[cidr] == nil {
+                    try encryptMap.deletePeer(cidr)
+                    repairs += 1
+                }
+            }
+        } catch {
+            lastError = "bpf: \(error)"
+            logger.error("BPF map repair failed", metadata: ["error": "\(error)"])
+        }
+        return repairs
+    }
+
+    // MARK: - Status
+
+    public func status() -> AgentStatus {
+        let t = now()
+        return AgentStatus(
+            node: local.name, nodeID: local.nodeID, underlay: local.underlay.description,
+            currentKey: currentKey?.rawValue, advertisedKey: advertisedKey?.rawValue, encryptKey: encryptKey?.rawValue,
+            phase: phase, keysInUse: Set(peerKeys.values.flatMap { $0.all }).union(currentKey.map { [$0] } ?? [])
+                .map(\.rawValue).sorted(),
+            secondsSinceRotation: lastRotationCompletedAt.map { Self.seconds(t - $0) },
+            registryConnected: registryConnected,
+            peers: peers.values.sorted { $0.name < $1.name }.map { peer in
+                let live = peerKeys[peer.name] ?? PeerKeys()
+                let egress: UInt8? = switch (encryptKey, bpfEntries[peer.name]?.peerSPI) {
+                case (let l?, let p?): EncryptMark.egressSPI(local: l, peer: p).rawValue
+                default: nil
+                }
+                return AgentStatus.PeerRow(
+                    name: peer.name, nodeID: peer.nodeID, address: peer.underlay.description, spi: peer.spi?.rawValue,
+                    encryptSpi: peer.encryptSpi?.rawValue, egressSpi: egress,
+                    inboundKeys: live.inbound.map(\.rawValue).sorted(), outboundKeys: live.outbound.map(\.rawValue).sorted(),
+                    departing: departedAt[peer.name] != nil)
+            },
+            lastReconcile: lastReconcile.map {
+                AgentStatus.ReconcileSummary(secondsAgo: Self.seconds(t - $0.finishedAt), durationMillis: Self.seconds($0.duration) * 1000,
+                                             repairs: $0.summary, errors: $0.errors)
+            },
+            lastError: lastError)
+    }
+
+    /// The peers and key state for `trace`.
+    public func traceInputs() -> (local: LocalNode, encryptKey: KeyID?, peers: [Peer], entries: [String: PeerEncryptEntry]) {
+        (local, encryptKey, Array(peers.values), bpfEntries)
+    }
+
+    /// Owned objects by kind and direction from the agent's own model — no kernel dump (for metrics).
+    public func ownedObjectCounts() -> (statesIn: Int, statesOut: Int, policies: [String: Int]) {
+        var statesIn = 0, statesOut = 0
+        var policies: [String: Int] = [:]
+        for model in installed.values {
+            for state in model.states.values { if state.destination == local.underlay { statesIn += 1 } else { statesOut += 1 } }
+            for policy in model.policies.values { policies["\(policy.direction)", default: 0] += 1 }
+        }
+        policies["out", default: 0] += installedGlobal.policies.count
+        return (statesIn, statesOut, policies)
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+
+extension DatapathLayout {
+    /// Policies that belong to one peer (everything but the global drop policies).
+    static func isPeerPolicy(_ policy: XFRMPolicy) -> Bool { policy.action != .block }
+}

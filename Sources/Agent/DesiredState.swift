@@ -1,0 +1,112 @@
+import IPsecPrimitives
+import Keys
+import XFRM
+
+/// Derives the key of one directional SA; the production implementation is HKDF (`KeyDerivation`).
+public typealias PairKeyDerivation = @Sendable (_ key: IPsecKey, _ source: IPAddress, _ destination: IPAddress,
+                                                _ sourceBootID: String, _ destinationBootID: String) -> PairKey
+
+/// The XFRM objects the agent wants in the kernel: a pure function of the local node, its peers, the key
+/// generations live per peer, and the key material at hand. See docs/datapath.md ("XFRM layout").
+public struct DesiredState: Sendable, Equatable {
+    public var states: [XFRMStateID: XFRMState] = [:]
+    /// SAs that are still live but whose key material the agent no longer has (adopted after a restart, the key
+    /// file already moved on): kept as they are in the kernel, never re-created, never deleted by reconcile.
+    public var keptStates: Set<XFRMStateID> = []
+    public var policies: [XFRMPolicyID: XFRMPolicy] = [:]
+
+    public init() {}
+
+    public init(local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys],
+                keys: [KeyID: IPsecKey], derive: PairKeyDerivation) {
+        addDropPolicies()
+        for peer in peers {
+            guard peer.nodeID != 0, peer.underlay.family == local.underlay.family,
+                  let live = peerKeys[peer.name], !live.isEmpty else { continue }
+            for key in live.outbound { addOutbound(key: key, local: local, peer: peer, keys: keys, derive: derive) }
+            for key in live.inbound { addInbound(key: key, local: local, peer: peer, keys: keys, derive: derive) }
+            if !live.inbound.isEmpty { addAdmission(local: local, peer: peer) }
+        }
+    }
+
+    /// Blocks marked traffic that has no usable SA, per family: it never leaves in plaintext.
+    private mutating func addDropPolicies() {
+        for any in [IPPrefix("0.0.0.0/0")!, IPPrefix("::/0")!] {
+            let p = XFRMPolicy(selector: XFRMSelector(source: any, destination: any), direction: .out,
+                               priority: DatapathLayout.dropPolicyPriority, action: .block,
+                               mark: DatapathLayout.encryptMarkMatch)
+            policies[p.id] = p
+        }
+    }
+
+    private mutating func addOutbound(key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
+                                      derive: PairKeyDerivation) {
+        let spi = DatapathLayout.spi(key: key, sender: local.nodeID)
+        let mark = DatapathLayout.outMark(key: key, peer: peer.nodeID)
+        let id = XFRMStateID(destination: peer.underlay, spi: spi, mark: mark)
+        if let material = keys[key] {
+            let pair = derive(material, local.underlay, peer.underlay, local.bootID, peer.bootID)
+            states[id] = XFRMState(source: local.underlay, destination: peer.underlay, spi: spi, mode: .tunnel,
+                                   reqid: DatapathLayout.reqid, mark: mark, algorithm: pair.xfrmAlgorithm,
+                                   replayWindow: DatapathLayout.replayWindow, esn: true)
+        } else {
+            keptStates.insert(id)
+        }
+        let template = XFRMTemplate(source: local.underlay, destination: peer.underlay, spi: spi,
+                                    reqid: DatapathLayout.reqid, mode: .tunnel)
+        for cidr in peer.podCIDRs {
+            let any = cidr.family == .v4 ? IPPrefix("0.0.0.0/0")! : IPPrefix("::/0")!
+            let p = XFRMPolicy(selector: XFRMSelector(source: any, destination: cidr), direction: .out,
+                               priority: DatapathLayout.outPolicyPriority, action: .allow, mark: mark,
+                               templates: [template])
+            policies[p.id] = p
+        }
+    }
+
+    private mutating func addInbound(key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
+                                     derive: PairKeyDerivation) {
+        let spi = DatapathLayout.spi(key: key, sender: peer.nodeID)
+        let id = XFRMStateID(destination: local.underlay, spi: spi)
+        guard let material = keys[key] else {
+            keptStates.insert(id)
+            return
+        }
+        let pair = derive(material, peer.underlay, local.underlay, peer.bootID, local.bootID)
+        states[id] = XFRMState(source: peer.underlay, destination: local.underlay, spi: spi, mode: .tunnel,
+                               reqid: DatapathLayout.reqid, algorithm: pair.xfrmAlgorithm,
+                               replayWindow: DatapathLayout.replayWindow, esn: true)
+    }
+
+    /// IN and FWD policies: traffic from the peer's pods to ours must arrive through the agent's SAs.
+    private mutating func addAdmission(local: LocalNode, peer: Peer) {
+        let template = XFRMTemplate(source: peer.underlay, destination: local.underlay, spi: 0,
+                                    reqid: DatapathLayout.reqid, mode: .tunnel)
+        for theirs in peer.podCIDRs {
+            for ours in local.podCIDRs where ours.family == theirs.family {
+                for direction in [XFRMPolicyDirection.in, .fwd] {
+                    let p = XFRMPolicy(selector: XFRMSelector(source: theirs, destination: ours), direction: direction,
+                                       priority: DatapathLayout.inPolicyPriority, action: .allow, templates: [template])
+                    policies[p.id] = p
+                }
+            }
+        }
+    }
+}
+
+extension PairKey {
+    /// The kernel transform for this pair key.
+    public var xfrmAlgorithm: XFRMAlgorithm {
+        switch algorithm {
+        case .aesGCM(_, let icvBits):
+            return .aead(name: "rfc4106(gcm(aes))", key: encryptionKey, icvBits: icvBits)
+        case .cbcHMAC(let hash, _, _):
+            let truncation = switch hash {
+            case "sha1": 96
+            case "sha512": 256
+            default: 128
+            }
+            return .authEncrypt(authName: "hmac(\(hash))", authKey: authenticationKey ?? SecretBytes([]),
+                                truncationBits: truncation, cryptName: "cbc(aes)", cryptKey: encryptionKey)
+        }
+    }
+}
