@@ -54,6 +54,24 @@ import Testing
         }
     }
 
+    @Test func concurrentWritersYieldConsecutiveRevisionsEachSeenOnce() async throws {
+        try await TestRegistryServer.with { server in
+            let start = try await server.client("node-x").list().revision
+            let names = (0..<20).map { "writer-\($0)" }
+            let watch = Task { try await take(names.count, from: server.client("node-x").watch(after: start)) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for name in names { group.addTask { _ = try await server.client(name).publish(record(name)) } }
+                try await group.waitForAll()
+            }
+            let events = try await watch.value
+            #expect(events.map(\.revisionForTest) == (1...Int64(names.count)).map { start + $0 })
+            let written = events.compactMap { event -> String? in
+                if case .put(let r, _) = event { r.name } else { nil }
+            }
+            #expect(written.sorted() == names.sorted())
+        }
+    }
+
     @Test func missedHeartbeatsExpireTheLeaseAndAnnounceDeletion() async throws {
         try await TestRegistryServer.with(leaseTTL: .milliseconds(600)) { server in
             let a = server.client("node-a")
