@@ -1,5 +1,6 @@
 import Foundation
 import IPsecPrimitives
+import Logging
 import Registry
 import RegistryServer
 import Testing
@@ -246,6 +247,36 @@ import Testing
             let watch = Task { try await take(1, from: a.watch(after: snapshot.revision)) }
             let stored = try await a.publish(record("node-a", spi: 9))
             #expect(try await watch.value == [.put(stored, revision: snapshot.revision + 1)])
+        }
+    }
+
+    @Test func credentialsNeverReachTheLogsOfServerOrClient() async throws {
+        let lines = CapturingLogHandler.Lines()
+        let logger = Logger(label: "capture") { _ in CapturingLogHandler(lines: lines) }
+        let good = TestRegistryServer.credentials.credential(for: "node-a")
+        let wrong = String(repeating: "f", count: 64)
+        try await TestRegistryServer.with(logger: logger) { server in
+            _ = try await server.client("node-a").publish(record("node-a"))
+            let body = Array(try JSONEncoder().encode(record("node-a")))
+            #expect(try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", token: wrong, body: body).status == 401)
+            #expect(try await server.raw(.GET, "/v1/nodes", as: "node-b", token: good).status == 401)
+            // A client with a wrong credential logs its failed sessions.
+            let impostor = EmbeddedRegistryClient(baseURL: server.baseURL, nodeName: "node-c", credential: wrong)
+            let client = RegistryClient(
+                registry: impostor, nodeName: "node-c",
+                backoff: .init(minBackoff: .milliseconds(20), maxBackoff: .milliseconds(40)), logger: logger)
+            var updates = client.updates.makeAsyncIterator()
+            let run = Task { await client.run() }
+            _ = await updates.collect { $0.isUnreachable }
+            run.cancel()
+            await run.value
+        }
+        let all = lines.all
+        #expect(all.contains { $0.contains("registry session failed") && $0.contains("unauthorized") })
+        for line in all {
+            #expect(!line.contains(good))
+            #expect(!line.contains(wrong))
+            #expect(!line.contains("test-cluster-secret"))
         }
     }
 

@@ -26,7 +26,7 @@ struct TestRegistryServer {
     /// Runs a server (in `directory`, or a fresh one) for the duration of `body`, then stops it.
     static func with<R>(
         directory: String? = nil, port: Int = 0, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
-        _ body: (TestRegistryServer) async throws -> R
+        logger: Logger = quietLogger, _ body: (TestRegistryServer) async throws -> R
     ) async throws -> R {
         let directory = directory ?? makeDirectory()
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
@@ -35,7 +35,7 @@ struct TestRegistryServer {
                 host: "127.0.0.1", port: port, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
                 maxWatchWait: .seconds(5)),
             credentials: credentials,
-            logger: quietLogger,
+            logger: logger,
             onListening: { port in portContinuation.yield(port) })
         let task = Task { try await server.run() }
         var iterator = ports.makeAsyncIterator()
