@@ -71,7 +71,11 @@ actor RegistryStore {
         self.logger = logger
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            database = try DatabasePool(path: directory + "/registry.sqlite")
+            var configuration = GRDB.Configuration()
+            // Another connection (a closing predecessor checkpointing the WAL, a backup tool) may hold the
+            // lock for a moment: wait for it instead of failing.
+            configuration.busyMode = .timeout(5)
+            database = try DatabasePool(path: directory + "/registry.sqlite", configuration: configuration)
             try RegistryStore.migrate(database)
         } catch {
             try? group.syncShutdownGracefully()
@@ -115,10 +119,20 @@ actor RegistryStore {
         wakeAll()
     }
 
+    /// Closes the database (after `beginShutdown`), so a successor can open it at once.
+    private func closeDatabase() {
+        do {
+            try database.close()
+        } catch {
+            logger.error("closing the registry database failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Stops the store's thread. Call once, after the server stopped. (Nonisolated: the thread cannot
     /// shut itself down.)
     nonisolated func close() async {
         await beginShutdown()
+        await closeDatabase()
         try? await eventLoopGroup.shutdownGracefully()
     }
 

@@ -37,9 +37,16 @@ struct TestRegistryServer {
             credentials: credentials,
             logger: logger,
             onListening: { port in portContinuation.yield(port) })
-        let task = Task { try await server.run() }
+        let task = Task {
+            defer { portContinuation.finish() }
+            try await server.run()
+        }
         var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw RegistryError.unavailable("test server did not start") }
+        guard let port = await iterator.next() else {
+            // run() ended before listening: report why (e.g. the port is taken).
+            _ = try await task.value
+            throw RegistryError.unavailable("test server stopped before listening")
+        }
         let harness = TestRegistryServer(baseURL: "http://127.0.0.1:\(port)", port: port, directory: directory)
         do {
             let result = try await body(harness)
