@@ -121,8 +121,9 @@ public actor InMemoryNodeRegistry: NodeRegistry {
     private func store(_ record: NodeRecord) -> NodeRecord {
         var stored = record
         stored.nodeID = assignNodeID(for: record)
+        stored.revision = nextRevision()
         records[stored.name] = stored
-        append(.put(stored, revision: nextRevision()))
+        append(.put(stored, revision: stored.revision))
         return stored
     }
 

@@ -108,7 +108,9 @@ public actor RegistryClient {
     /// call waits until `run()` reconnects and publishes it (or a newer record); cancellation ends the wait.
     /// A record the registry refuses (invalid, forbidden) throws at once.
     public func publish(_ record: NodeRecord) async throws -> NodeRecord {
-        precondition(record.name == nodeName, "RegistryClient publishes only its own node's record")
+        guard record.name == nodeName else {
+            throw RegistryError.forbidden("this client publishes only the record of \(nodeName), not \(record.name.prefix(64))")
+        }
         var record = record
         if record.nodeID == 0, let known = acknowledgedRecord?.nodeID { record.nodeID = known }
         desiredRecord = record
@@ -240,7 +242,7 @@ public actor RegistryClient {
                 case .put(let record, let eventRevision):
                     revision = eventRevision
                     watchEventCount += 1
-                    try apply(put: record)
+                    apply(put: record)
                 case .deleted(let name, let eventRevision):
                     revision = eventRevision
                     watchEventCount += 1
@@ -268,7 +270,7 @@ public actor RegistryClient {
 
     // MARK: Peer set
 
-    private func apply(put record: NodeRecord) throws {
+    private func apply(put record: NodeRecord) {
         if record.name == nodeName { return }
         guard peers[record.name] != record else { return }
         peers[record.name] = record
@@ -288,7 +290,6 @@ public actor RegistryClient {
     private func replacePeers(with records: [NodeRecord]) {
         var fresh: [String: NodeRecord] = [:]
         for record in records where record.name != nodeName { fresh[record.name] = record }
-        guard fresh != peers else { return }
         peers = fresh
         updatesContinuation.yield(.peers(peers))
     }

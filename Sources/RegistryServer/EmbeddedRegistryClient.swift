@@ -76,7 +76,7 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
             do {
                 while true {
                     try Task.checkCancellation()
-                    let seconds = Int(watchWait.components.seconds)
+                    let seconds = max(1, Int(watchWait.components.seconds))
                     let data: Data
                     do {
                         data = try await send(.GET, "/v1/watch?after=\(after)&timeout=\(seconds)", timeout: watchWait + requestTimeout)

@@ -15,6 +15,7 @@ struct RegistryAPI: Sendable {
     let credentials: RegistryCredentials
     let maxBodyBytes: Int
     let maxWatchWait: Duration
+    let watchCache = WatchResponseCache()
 
     /// An error answer: status and a message naming the problem.
     struct Failure: Error {
@@ -109,10 +110,15 @@ struct RegistryAPI: Sendable {
         switch await store.events(after: after) {
         case .compacted(let compactedRevision):
             throw Failure(
-                status: .gone, message: "revision \(after) was compacted (history starts after \(compactedRevision)); list and watch again",
+                status: .gone,
+                message: "revision \(after) is not in the history (kept: after \(compactedRevision) up to the current revision); list and watch again",
                 compactedRevision: compactedRevision)
         case .events(let events, let revision):
-            return try json(.ok, RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init)))
+            let body = try watchCache.body(after: after, revision: revision) {
+                ByteBuffer(bytes: try JSONEncoder().encode(
+                    RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init))))
+            }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         }
     }
 

@@ -28,7 +28,8 @@ actor RegistryStore {
 
     private struct Live {
         var record: NodeRecord
-        var leaseExpiresMillis: Int64
+        /// Monotonic: a wall-clock step neither expires nor prolongs leases.
+        var leaseDeadline: ContinuousClock.Instant
     }
 
     private struct Waiter {
@@ -39,7 +40,7 @@ actor RegistryStore {
     nonisolated let unownedExecutor: UnownedSerialExecutor
     private let eventLoopGroup: MultiThreadedEventLoopGroup
     private let database: DatabasePool
-    private let leaseTTLMillis: Int64
+    private let leaseTTL: Duration
     private let historyLimit: Int
     private let nowMillis: @Sendable () -> Int64
     private let logger: Logger
@@ -64,20 +65,24 @@ actor RegistryStore {
         let loop = group.next()
         eventLoopGroup = group
         unownedExecutor = loop.executor.asUnownedSerialExecutor()
-        leaseTTLMillis = Int64(leaseTTL.components.seconds * 1000 + leaseTTL.components.attoseconds / 1_000_000_000_000_000)
+        self.leaseTTL = leaseTTL
         self.historyLimit = max(1, historyLimit)
         self.nowMillis = nowMillis
         self.logger = logger
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            database = try DatabasePool(path: directory + "/registry.sqlite")
+            var configuration = GRDB.Configuration()
+            // Another connection (a closing predecessor checkpointing the WAL, a backup tool) may hold the
+            // lock for a moment: wait for it instead of failing.
+            configuration.busyMode = .timeout(5)
+            database = try DatabasePool(path: directory + "/registry.sqlite", configuration: configuration)
             try RegistryStore.migrate(database)
         } catch {
             try? group.syncShutdownGracefully()
             throw error
         }
         let decoder = JSONDecoder()
-        let now = nowMillis()
+        let deadline = ContinuousClock.now + leaseTTL
         let (loadedRecords, loadedEvents, meta) = try database.read { db in
             (
                 try Row.fetchAll(db, sql: "SELECT body FROM records"),
@@ -87,7 +92,7 @@ actor RegistryStore {
         }
         for row in loadedRecords {
             let record = try decoder.decode(NodeRecord.self, from: Data((row["body"] as String).utf8))
-            live[record.name] = Live(record: record, leaseExpiresMillis: now + leaseTTLMillis)
+            live[record.name] = Live(record: record, leaseDeadline: deadline)
         }
         for row in loadedEvents {
             let eventRevision: Int64 = row["revision"]
@@ -114,10 +119,20 @@ actor RegistryStore {
         wakeAll()
     }
 
+    /// Closes the database (after `beginShutdown`), so a successor can open it at once.
+    private func closeDatabase() {
+        do {
+            try database.close()
+        } catch {
+            logger.error("closing the registry database failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Stops the store's thread. Call once, after the server stopped. (Nonisolated: the thread cannot
     /// shut itself down.)
     nonisolated func close() async {
         await beginShutdown()
+        await closeDatabase()
         try? await eventLoopGroup.shutdownGracefully()
     }
 
@@ -149,9 +164,10 @@ actor RegistryStore {
 
     func record(named name: String) -> NodeRecord? { live[name]?.record }
 
-    /// Events after `after`, at most `limit`, or `.compacted` if the history no longer reaches back there.
+    /// Events after `after`, at most `limit`, or `.compacted` if the history no longer reaches back there
+    /// (or `after` is beyond the current revision: a revision from another history, e.g. a wiped data dir).
     func events(after: Int64, limit: Int = 1000) -> WatchBatch {
-        guard after >= compactedRevision else { return .compacted(compactedRevision: compactedRevision) }
+        guard after >= compactedRevision, after <= revision else { return .compacted(compactedRevision: compactedRevision) }
         let firstIndex = Int(after - compactedRevision)  // history[i] has revision compactedRevision + 1 + i
         guard firstIndex < history.count else { return .events([], revision: revision) }
         let slice = history[firstIndex..<min(history.count, firstIndex + limit)]
@@ -213,7 +229,7 @@ actor RegistryStore {
             try db.execute(sql: "INSERT INTO events (revision, name, body) VALUES (?, ?, ?)", arguments: [eventRevision, stored.name, body])
             try RegistryStore.saveMeta(db, revision: eventRevision, nextNodeID: nextNodeID)
         }
-        live[stored.name] = Live(record: stored, leaseExpiresMillis: now + leaseTTLMillis)
+        live[stored.name] = Live(record: stored, leaseDeadline: ContinuousClock.now + leaseTTL)
         append(.put(stored, revision: eventRevision))
         return stored
     }
@@ -221,9 +237,8 @@ actor RegistryStore {
     /// Renews a live record's lease. Throws `notFound` when the node has no live record.
     func heartbeat(name: String) throws {
         guard live[name] != nil else { throw RegistryError.notFound("no live record for node \(name); publish it again") }
-        let now = nowMillis()
-        live[name]!.leaseExpiresMillis = now + leaseTTLMillis
-        live[name]!.record.heartbeatMillis = now
+        live[name]!.leaseDeadline = ContinuousClock.now + leaseTTL
+        live[name]!.record.heartbeatMillis = nowMillis()
     }
 
     /// Deletes a record (admin). Returns false when it did not exist.
@@ -236,8 +251,8 @@ actor RegistryStore {
     /// Deletes every record whose lease ran out; returns their names.
     @discardableResult
     func expireLeases() throws -> [String] {
-        let now = nowMillis()
-        let expired = live.filter { $0.value.leaseExpiresMillis <= now }.keys.sorted()
+        let now = ContinuousClock.now
+        let expired = live.filter { $0.value.leaseDeadline <= now }.keys.sorted()
         guard !expired.isEmpty else { return [] }
         try remove(expired)
         for name in expired { logger.info("lease expired", metadata: ["node": "\(name)"]) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import IPsecPrimitives
 import Registry
+import RegistryEtcd
 import RegistryServer
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,7 @@ import Glibc
 
 /// `ipsec-agent-bench registry`: one record update fanned out to many watchers of the embedded registry
 /// (in-process server on loopback, each watcher its own long-poll connection). Prints delivery latency from
-/// the start of the publish call to each watcher receiving the event.
+/// the start of the publish call to each watcher receiving the event. With `--etcd URL`, the same against etcd.
 struct RegistryBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry", abstract: "Registry watch fan-out: p50/p99 delivery latency of one update to N watchers.")
@@ -24,8 +25,16 @@ struct RegistryBenchmark: AsyncParsableCommand {
         guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds: expected 1…10000") }
     }
 
+    @Option(help: "Also measure an etcd 3.4 JSON gateway at this URL (e.g. http://127.0.0.1:23790).")
+    var etcd: String?
+
     func run() async throws {
         raiseFileLimit(to: rlim_t(watchers) * 2 + 256)
+        try await runEmbedded()
+        if let etcd { try await runEtcd(endpoint: etcd) }
+    }
+
+    private func runEmbedded() async throws {
         let directory = "/tmp/ipsec-agent-bench-registry-\(getpid())"
         defer { _ = try? removeDirectory(directory) }
         let credentials = RegistryCredentials(secret: SecretBytes((0..<32).map { _ in UInt8.random(in: 0...255) }))
@@ -39,29 +48,44 @@ struct RegistryBenchmark: AsyncParsableCommand {
         guard let port = await portIterator.next() else { throw RegistryError.unavailable("server did not start") }
         let baseURL = "http://127.0.0.1:\(port)"
         let connections = RegistryHTTPConnections(maxConnectionsPerHost: watchers + 8)
-
         let publisher = EmbeddedRegistryClient(
             baseURL: baseURL, nodeName: "bench-publisher", credential: credentials.credential(for: "bench-publisher"),
             connections: connections)
         let watcher = EmbeddedRegistryClient(
             baseURL: baseURL, nodeName: "bench-watcher", credential: credentials.credential(for: "bench-watcher"),
             connections: connections, watchWait: .seconds(30))
+        try await fanOut(label: "embedded", publisher: publisher, watcher: watcher)
+        try? await connections.shutdown()
+    }
+
+    private func runEtcd(endpoint: String) async throws {
+        let configuration = EtcdConfiguration(endpoints: [endpoint], prefix: "/ipsec-agent-bench-\(getpid())/")
+        let publisher = try EtcdRegistry(configuration: configuration)
+        let watcher = try EtcdRegistry(configuration: configuration)
+        try await fanOut(label: "etcd \(endpoint)", publisher: publisher, watcher: watcher)
+    }
+
+    /// Opens `watchers` watches through `watcher`, publishes `rounds` updates through `publisher`, and
+    /// prints the delivery latency distribution.
+    private func fanOut(label: String, publisher: any NodeRegistry, watcher: any NodeRegistry) async throws {
         let start = try await publisher.list().revision
         let clock = ContinuousClock()
-
-        // Each watcher reports (revision, arrival) for every event.
+        // Each watcher reports (revision, arrival) for every put of the publisher's record.
         let (arrivals, arrivalContinuation) = AsyncStream.makeStream(of: (Int64, ContinuousClock.Instant).self)
         var watchTasks: [Task<Void, Never>] = []
         for _ in 0..<watchers {
             watchTasks.append(Task {
                 do {
                     for try await event in watcher.watch(after: start) {
-                        if case .put(_, let revision) = event { arrivalContinuation.yield((revision, clock.now)) }
+                        if case .put(let record, let revision) = event, record.name == "bench-publisher" {
+                            arrivalContinuation.yield((revision, clock.now))
+                        }
                     }
                 } catch {}
             })
         }
-        // Let every watcher's long poll reach the server before measuring.
+        defer { for task in watchTasks { task.cancel() } }
+        // Let every watch reach the server before measuring.
         try await Task.sleep(for: .seconds(max(2, watchers / 250)))
 
         var latencies: [Duration] = []
@@ -71,12 +95,10 @@ struct RegistryBenchmark: AsyncParsableCommand {
             let record = NodeRecord(name: "bench-publisher", bootID: "bench", spi: KeyID(round % 15 + 1))
             let sent = clock.now
             let stored = try await publisher.publish(record)
-            let revision = start + Int64(round)
-            _ = stored
             var received = 0
             var last = Duration.zero
             while received < watchers, let (eventRevision, at) = await iterator.next() {
-                guard eventRevision == revision else { continue }
+                guard eventRevision == stored.revision else { continue }
                 received += 1
                 let latency = sent.duration(to: at)
                 latencies.append(latency)
@@ -84,16 +106,13 @@ struct RegistryBenchmark: AsyncParsableCommand {
             }
             fanOutTimes.append(last)
         }
-        for task in watchTasks { task.cancel() }
-        try? await connections.shutdown()
-
         latencies.sort()
         fanOutTimes.sort()
         func percentile(_ values: [Duration], _ p: Double) -> String {
             let index = min(values.count - 1, Int((Double(values.count) * p).rounded(.up)) - 1)
             return format(values[max(0, index)])
         }
-        print("registry fan-out (embedded, loopback, \(watchers) watchers, \(rounds) updates, \(latencies.count) deliveries)")
+        print("registry fan-out (\(label), \(watchers) watchers, \(rounds) updates, \(latencies.count) deliveries)")
         print("  delivery latency   p50 \(percentile(latencies, 0.50))  p99 \(percentile(latencies, 0.99))  max \(format(latencies.last!))")
         print("  all-watchers time  p50 \(percentile(fanOutTimes, 0.50))  p99 \(percentile(fanOutTimes, 0.99))")
     }

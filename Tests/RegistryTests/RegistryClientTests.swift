@@ -157,6 +157,17 @@ import Testing
         #expect(await registry.record(named: "node-1") == acknowledged)
     }
 
+    @Test func publishOfARefusedRecordThrowsAtOnce() async throws {
+        let registry = InMemoryNodeRegistry()
+        let client = makeClient(registry, ManualClock())
+        var bad = NodeRecord(name: "node-1")
+        bad.podCIDRs = (0..<65).map { IPPrefix("10.3.\($0).0/24")! }
+        await #expect(throws: RegistryError.self) { try await client.publish(bad) }
+        await #expect(throws: RegistryError.self) { try await client.publish(NodeRecord(name: "node-2")) }
+        #expect(await registry.record(named: "node-1") == nil)
+        #expect(await registry.record(named: "node-2") == nil)
+    }
+
     @Test func resyncListsAgainWithoutReconnecting() async throws {
         let registry = InMemoryNodeRegistry()
         await registry.seed(peer("peer-a"))

@@ -1,5 +1,6 @@
 import Foundation
 import IPsecPrimitives
+import Logging
 import Registry
 import RegistryServer
 import Testing
@@ -46,6 +47,7 @@ import Testing
             ])
             let snapshot = try await a.list()
             #expect(snapshot.revision == start + 5)
+            #expect(snapshot.records.first?.revision == start + 5)
             #expect(snapshot.records.map(\.name) == ["node-a"])
             // A watch from an older revision replays the same history.
             let replay = try await take(2, from: a.watch(after: start + 3))
@@ -53,14 +55,33 @@ import Testing
         }
     }
 
+    @Test func concurrentWritersYieldConsecutiveRevisionsEachSeenOnce() async throws {
+        try await TestRegistryServer.with { server in
+            let start = try await server.client("node-x").list().revision
+            let names = (0..<20).map { "writer-\($0)" }
+            let watch = Task { try await take(names.count, from: server.client("node-x").watch(after: start)) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for name in names { group.addTask { _ = try await server.client(name).publish(record(name)) } }
+                try await group.waitForAll()
+            }
+            let events = try await watch.value
+            #expect(events.map(\.revisionForTest) == (1...Int64(names.count)).map { start + $0 })
+            let written = events.compactMap { event -> String? in
+                if case .put(let r, _) = event { r.name } else { nil }
+            }
+            #expect(written.sorted() == names.sorted())
+        }
+    }
+
     @Test func missedHeartbeatsExpireTheLeaseAndAnnounceDeletion() async throws {
-        try await TestRegistryServer.with(leaseTTL: .milliseconds(600)) { server in
+        try await TestRegistryServer.with(leaseTTL: .seconds(2)) { server in
             let a = server.client("node-a")
             let b = server.client("node-b")
+            // Watch from before the publishes, so the expiry is seen however slow the machine is.
+            let watch = b.watch(after: try await b.list().revision)
             _ = try await a.publish(record("node-a"))
             let published = try await b.publish(record("node-b"))
-            let watch = b.watch(after: try await b.list().revision)
-            // node-b heartbeats while node-a stays silent: node-a expires first.
+            // node-b heartbeats (every 100 ms, TTL 2 s) while node-a stays silent: node-a expires.
             let heartbeats = Task {
                 while !Task.isCancelled {
                     try? await b.heartbeat(name: "node-b")
@@ -68,15 +89,20 @@ import Testing
                 }
             }
             defer { heartbeats.cancel() }
-            let events = try await take(1, from: watch)
-            guard case .deleted(let name, _) = events.first else {
-                Issue.record("expected a deletion, got \(events)")
-                return
+            var deleted: [String] = []
+            for try await event in watch {
+                if case .deleted(let name, _) = event {
+                    deleted.append(name)
+                    break
+                }
             }
-            #expect(name == "node-a")
-            await #expect(throws: RegistryError.self) { try await a.heartbeat(name: "node-a") }
-            #expect(try await b.list().records.map(\.name) == ["node-b"])
-            #expect(try await b.list().records.first?.nodeID == published.nodeID)
+            #expect(deleted == ["node-a"])
+            await #expect(throws: RegistryError.notFound("no live record for node node-a; publish it again")) {
+                try await a.heartbeat(name: "node-a")
+            }
+            let snapshot = try await b.list()
+            #expect(snapshot.records.map(\.name) == ["node-b"])
+            #expect(snapshot.records.first?.nodeID == published.nodeID)
         }
     }
 
@@ -122,6 +148,7 @@ import Testing
             #expect(after.records.map(\.name) == ["node-a"])
             #expect(after.records.first?.nodeID == before.records.first?.nodeID)
             #expect(after.records.first?.spi == KeyID(4))
+            #expect(after.records.first?.revision == 1)
             let history = try await take(3, from: a.watch(after: 0))
             #expect(history.map(\.revisionForTest) == [1, 2, 3])
             let next = try await a.publish(record("node-a", spi: 5))
@@ -186,9 +213,13 @@ import Testing
             #expect(malformed.status == 400)
             #expect(malformed.body.contains("not valid JSON"))
 
-            let missing = try await put("{\"name\": \"node-a\"}")
-            #expect(missing.status == 400)
-            #expect(missing.body.contains("missing field"))
+            let mistyped = try await put("{\"name\": \"node-a\", \"podCIDRs\": \"10.0.0.0/8\"}")
+            #expect(mistyped.status == 400)
+            #expect(mistyped.body.contains("podCIDRs"))
+
+            let noName = try await put("{\"spi\": 1}")
+            #expect(noName.status == 400)
+            #expect(noName.body.contains("missing field name"))
 
             let mismatch = try await put(valid, path: "/v1/nodes/node-b")
             #expect(mismatch.status == 403)
@@ -215,11 +246,43 @@ import Testing
             for spi in 1...8 { _ = try await a.publish(record("node-a", spi: UInt8(spi))) }
             let events = try await take(1, from: a.watch(after: 0))
             #expect(events == [.resyncRequired])
+            // A revision the registry never reached (another history) also asks for a resync.
+            #expect(try await take(1, from: a.watch(after: 1000)) == [.resyncRequired])
             let snapshot = try await a.list()
             // From the list's revision the watch works again.
             let watch = Task { try await take(1, from: a.watch(after: snapshot.revision)) }
             let stored = try await a.publish(record("node-a", spi: 9))
             #expect(try await watch.value == [.put(stored, revision: snapshot.revision + 1)])
+        }
+    }
+
+    @Test func credentialsNeverReachTheLogsOfServerOrClient() async throws {
+        let lines = CapturingLogHandler.Lines()
+        let logger = Logger(label: "capture") { _ in CapturingLogHandler(lines: lines) }
+        let good = TestRegistryServer.credentials.credential(for: "node-a")
+        let wrong = String(repeating: "f", count: 64)
+        try await TestRegistryServer.with(logger: logger) { server in
+            _ = try await server.client("node-a").publish(record("node-a"))
+            let body = Array(try JSONEncoder().encode(record("node-a")))
+            #expect(try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", token: wrong, body: body).status == 401)
+            #expect(try await server.raw(.GET, "/v1/nodes", as: "node-b", token: good).status == 401)
+            // A client with a wrong credential logs its failed sessions.
+            let impostor = EmbeddedRegistryClient(baseURL: server.baseURL, nodeName: "node-c", credential: wrong)
+            let client = RegistryClient(
+                registry: impostor, nodeName: "node-c",
+                backoff: .init(minBackoff: .milliseconds(20), maxBackoff: .milliseconds(40)), logger: logger)
+            var updates = client.updates.makeAsyncIterator()
+            let run = Task { await client.run() }
+            _ = await updates.collect { $0.isUnreachable }
+            run.cancel()
+            await run.value
+        }
+        let all = lines.all
+        #expect(all.contains { $0.contains("registry session failed") && $0.contains("unauthorized") })
+        for line in all {
+            #expect(!line.contains(good))
+            #expect(!line.contains(wrong))
+            #expect(!line.contains("test-cluster-secret"))
         }
     }
 

@@ -13,6 +13,7 @@ struct TestRegistryServer {
     static let credentials = RegistryCredentials(secret: secret)
 
     let baseURL: String
+    let port: Int
     let directory: String
 
     /// Cancelling the server at the end of a test logs errors from Hummingbird; assertions catch real ones.
@@ -24,22 +25,29 @@ struct TestRegistryServer {
 
     /// Runs a server (in `directory`, or a fresh one) for the duration of `body`, then stops it.
     static func with<R>(
-        directory: String? = nil, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
-        _ body: (TestRegistryServer) async throws -> R
+        directory: String? = nil, port: Int = 0, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
+        logger: Logger = quietLogger, _ body: (TestRegistryServer) async throws -> R
     ) async throws -> R {
         let directory = directory ?? makeDirectory()
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let server = RegistryServer(
             configuration: .init(
-                host: "127.0.0.1", port: 0, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
+                host: "127.0.0.1", port: port, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
                 maxWatchWait: .seconds(5)),
             credentials: credentials,
-            logger: quietLogger,
+            logger: logger,
             onListening: { port in portContinuation.yield(port) })
-        let task = Task { try await server.run() }
+        let task = Task {
+            defer { portContinuation.finish() }
+            try await server.run()
+        }
         var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw RegistryError.unavailable("test server did not start") }
-        let harness = TestRegistryServer(baseURL: "http://127.0.0.1:\(port)", directory: directory)
+        guard let port = await iterator.next() else {
+            // run() ended before listening: report why (e.g. the port is taken).
+            _ = try await task.value
+            throw RegistryError.unavailable("test server stopped before listening")
+        }
+        let harness = TestRegistryServer(baseURL: "http://127.0.0.1:\(port)", port: port, directory: directory)
         do {
             let result = try await body(harness)
             task.cancel()
@@ -59,8 +67,12 @@ struct TestRegistryServer {
     }
 
     func client(_ name: String) -> EmbeddedRegistryClient {
+        Self.client(name, baseURL: baseURL)
+    }
+
+    static func client(_ name: String, baseURL: String) -> EmbeddedRegistryClient {
         EmbeddedRegistryClient(
-            baseURL: baseURL, nodeName: name, credential: Self.credentials.credential(for: name), watchWait: .seconds(5))
+            baseURL: baseURL, nodeName: name, credential: credentials.credential(for: name), watchWait: .seconds(5))
     }
 
     var admin: EmbeddedRegistryClient { client(RegistryCredentials.adminName) }
