@@ -135,7 +135,8 @@ let package = Package(
         .executableTarget(
             name: "ipsec-agent-bench",
             dependencies: [
-                "XFRM", "Registry", "RegistryServer", "RegistryEtcd",
+                "XFRM", "Registry", "RegistryServer", "RegistryEtcd", "Agent", "AgentDaemon", "Keys", "Datapath",
+                "IPsecPrimitives", .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -15,6 +15,9 @@ public final class AgentHandle: Sendable {
 
     public init() {}
 
+    /// Publishes the running controller (the daemon does this once start-up is done; benchmarks and tests too).
+    public func setController(_ controller: AgentController) { parts.withLock { $0.controller = controller } }
+
     var controller: AgentController? { parts.withLock { $0.controller } }
     var registryClient: RegistryClient? { parts.withLock { $0.registryClient } }
     var kernel: (any XFRMKernel)? { parts.withLock { $0.kernel } }

@@ -10,6 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
             // one line per benchmark subcommand
             XFRMBenchmark.self,
             RegistryBenchmark.self,
+            ScaleBenchmark.self,
         ]
     )
 }

@@ -41,7 +41,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
                          r.rotation / Double(n) * 1e6))
         }
         var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
         print(String(format: "peak RSS of the benchmark process (agent state for the largest size included): %.1f MB",
                      Double(usage.ru_maxrss) / 1024))
     }
@@ -143,7 +143,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
 
         // A metrics scrape: must not dump the kernel.
         let handle = AgentHandle()
-        handle.update { $0.controller = controller }
+        handle.setController(controller)
         let telemetry = TelemetryRefresher(registry: PrometheusCollectorRegistry())
         let dumpsBefore = kernel.dumps
         t = clock.now
