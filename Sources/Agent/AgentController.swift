@@ -33,6 +33,9 @@ public actor AgentController {
     private let encryptMap: any EncryptMap
     private let publisher: any RecordPublisher
     private let keyOps: KeyOperations
+    private let pairKeys: PairKeyCache
+    /// `keyOps.derive` through the cache.
+    private let derive: PairKeyDerivation
     private let settings: Settings
     private let now: @Sendable () -> Duration
     private let logger: Logger
@@ -96,6 +99,8 @@ public actor AgentController {
         self.encryptMap = encryptMap
         self.publisher = publisher
         self.keyOps = keyOperations
+        self.pairKeys = PairKeyCache(derive: keyOperations.derive)
+        self.derive = pairKeys.derivation
         self.settings = settings
         self.now = now
         self.logger = logger
@@ -294,6 +299,7 @@ public actor AgentController {
         for key in Set(keys.keys) where key != current && !peerKeys.values.contains(where: { $0.all.contains(key) }) {
             keys[key] = nil
         }
+        pairKeys.retain(keys: Set(keys.keys))
         if phase == .reclaim, !hasOldKeys {
             enter(.idle)
             lastRotationCompletedAt = now()
@@ -441,7 +447,7 @@ public actor AgentController {
     // MARK: - Kernel programming
 
     private func programGlobal() async -> Bool {
-        var want = DesiredState(local: local, peers: [Peer](), peerKeys: [:], keys: [:], derive: keyOps.derive)
+        var want = DesiredState(local: local, peers: [Peer](), peerKeys: [:], keys: [:], derive: derive)
         want.states = [:]
         let diff = XFRMDiff(desired: want, actualStates: [], actualPolicies: installedGlobal.policies.values)
         guard !diff.isEmpty else { return true }
@@ -518,7 +524,7 @@ public actor AgentController {
 
     private func desired(for name: String) -> DesiredState {
         guard let peer = peers[name], let live = peerKeys[name] else { return DesiredState() }
-        var want = DesiredState(local: local, peers: [peer], peerKeys: [name: live], keys: keys, derive: keyOps.derive)
+        var want = DesiredState(local: local, peers: [peer], peerKeys: [name: live], keys: keys, derive: derive)
         want.policies = want.policies.filter { DatapathLayout.isPeerPolicy($0.value) }
         return want
     }
@@ -561,7 +567,7 @@ public actor AgentController {
             let states = try await kernel.ownedStates().filter(DatapathLayout.owns)
             let policies = try await kernel.ownedPolicies().filter(DatapathLayout.owns)
             recordCounters(states)
-            let want = DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys, derive: keyOps.derive)
+            let want = DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys, derive: derive)
             var diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
             report.record(diff, removalsAllowed: registrySynced)
             diff.addStates = diff.addStates.map(resumingSequence)
