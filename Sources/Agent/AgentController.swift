@@ -43,7 +43,11 @@ public actor AgentController {
 
     // Local key state
     private(set) var local: LocalNode
-    private var keys: [KeyID: IPsecKey] = [:]
+    private var keys: [KeyID: IPsecKey] = [:] {
+        didSet { fingerprints = fingerprints.filter { keys[$0.key] != nil } }
+    }
+    /// Fingerprints of the held keys, computed once per key load (a SHA-256 per peer per pass otherwise).
+    private var fingerprints: [KeyID: String] = [:]
     private(set) var currentKey: KeyID?
     private(set) var advertisedKey: KeyID?
     private var advertiseRevision: Int64 = 0
@@ -178,6 +182,7 @@ public actor AgentController {
         }
         logger.info("key loaded", metadata: ["keyID": "\(key.id)", "algorithm": "\(key.algorithm)"])
         keys[key.id] = key
+        fingerprints[key.id] = keyOps.fingerprint(key)
         if currentKey != key.id {
             rotationStartedAt = now()
             metrics.rotationStarted()
@@ -404,8 +409,8 @@ public actor AgentController {
 
     /// True when the peer advertises a key ID we hold, with a fingerprint of other key material.
     private func fingerprintMismatch(_ peer: Peer) -> Bool {
-        guard let spi = peer.spi, let held = keys[spi], !peer.keyFingerprint.isEmpty else { return false }
-        return peer.keyFingerprint != keyOps.fingerprint(held)
+        guard let spi = peer.spi, let held = fingerprints[spi], !peer.keyFingerprint.isEmpty else { return false }
+        return peer.keyFingerprint != held
     }
 
     private func removePeer(_ name: String) async {
@@ -530,7 +535,7 @@ public actor AgentController {
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
-        let fingerprint = spi.flatMap { keys[$0] }.map(keyOps.fingerprint) ?? ""
+        let fingerprint = spi.flatMap { fingerprints[$0] } ?? ""
         let update = NodeRecordUpdate(spi: spi, encryptSpi: encryptSpi, keyFingerprint: fingerprint,
                                       xfrmRevision: appliedRevision)
         do {
