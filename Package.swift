@@ -167,6 +167,14 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Keys", "XFRM", "Datapath", "Registry", "IPsecPrimitives", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RigTests", dependencies: ["TestSupport"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "TestSupport", .product(name: "Metrics", package: "swift-metrics")]),
-        .testTarget(name: "AgentDaemonTests", dependencies: ["AgentDaemon", "Agent", "IPsecPrimitives", "TestSupport"]),
+        .testTarget(
+            name: "AgentDaemonTests",
+            dependencies: [
+                "AgentDaemon", "Agent", "IPsecPrimitives", "TestSupport", "XFRM", "Keys", "Datapath", "Registry",
+                "Telemetry", .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
     ]
 )

@@ -14,13 +14,13 @@ public struct AgentMetrics: Sendable {
     }
 
     func rotationCompleted(duration: Duration) {
-        Counter(label: "ipsec_rotations_total", dimensions: [("result", "completed")]).increment()
+        Counter(label: "ipsec_rotations_total", dimensions: [("result", "completed")], factory: factory).increment()
         Timer(label: "ipsec_rotation_duration_seconds", preferredDisplayUnit: .seconds, factory: factory).recordNanoseconds(duration.nanoseconds)
     }
 
     func phaseDuration(_ phase: RotationPhase, _ duration: Duration) {
         Timer(label: "ipsec_rotation_phase_duration_seconds", dimensions: [("phase", phase.rawValue)],
-              preferredDisplayUnit: .seconds).recordNanoseconds(duration.nanoseconds)
+              preferredDisplayUnit: .seconds, factory: factory).recordNanoseconds(duration.nanoseconds)
     }
 
     func setPhase(_ phase: RotationPhase) {
@@ -36,7 +36,7 @@ public struct AgentMetrics: Sendable {
     }
 
     func keyLoadError(reason: String) {
-        Counter(label: "ipsec_key_load_errors_total", dimensions: [("reason", reason)]).increment()
+        Counter(label: "ipsec_key_load_errors_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
     func xfrmError() {
@@ -47,7 +47,8 @@ public struct AgentMetrics: Sendable {
         Timer(label: "ipsec_reconcile_duration_seconds", preferredDisplayUnit: .seconds, factory: factory).recordNanoseconds(report.duration.nanoseconds)
         for (object, actions) in report.repairs {
             for (action, n) in actions {
-                Counter(label: "ipsec_reconcile_repairs_total", dimensions: [("object", object), ("action", action)]).increment(by: n)
+                Counter(label: "ipsec_reconcile_repairs_total", dimensions: [("object", object), ("action", action)],
+                        factory: factory).increment(by: n)
             }
         }
         if report.errors > 0 { Counter(label: "ipsec_reconcile_errors_total", factory: factory).increment(by: report.errors) }
