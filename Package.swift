@@ -142,7 +142,7 @@ let package = Package(
         ),
 
         // Tests
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: [.product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport"),
         .testTarget(name: "IPsecPrimitivesTests", dependencies: ["IPsecPrimitives"]),
         .testTarget(name: "XFRMTests", dependencies: ["XFRM", "TestSupport"]),
         .testTarget(

@@ -70,7 +70,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             throw Error(file: file, line: (error as? YamlError).flatMap(Self.line(of:)), message: "not valid YAML")
         }
         guard let map = root.mapping else { throw Error(file: file, line: root.mark?.line, message: "expected a mapping of settings") }
-        var reader = Reader(file: file, map: map, known: knownKeys)
+        let reader = Reader(file: file, map: map, known: knownKeys)
         try reader.rejectUnknown()
 
         let name = try reader.string("node")
@@ -92,7 +92,7 @@ public struct AgentConfiguration: Sendable, Equatable {
 
         guard let regNode = map["registry"] else { throw Error(file: file, line: nil, message: "missing required setting \"registry\"") }
         guard let regMap = regNode.mapping else { throw Error(file: file, line: regNode.mark?.line, message: "\"registry\" must be a mapping") }
-        var reg = Reader(file: file, map: regMap, known: registryKeys, prefix: "registry.")
+        let reg = Reader(file: file, map: regMap, known: registryKeys, prefix: "registry.")
         try reg.rejectUnknown()
         let registry: Registry
         switch (regMap["embedded"], regMap["etcd"]) {

@@ -17,6 +17,21 @@ enum AdminClient {
         return (response.status.code, Data(buffer: body))
     }
 
+    /// Fetches `path` and prints it: the JSON as served, or `text` of the decoded value.
+    static func show<T: Decodable>(_ path: String, admin: String?, config: String?, json: Bool, as type: T.Type,
+                                   text: (T) -> String) async throws {
+        let address = try address(admin: admin, config: config)
+        let (code, body) = try await get(address, path)
+        guard code == 200 else {
+            throw ValidationError("agent at \(address) answered \(code): \(String(decoding: body, as: UTF8.self))")
+        }
+        if json {
+            print(String(decoding: body, as: UTF8.self))
+        } else {
+            print(text(try JSONDecoder().decode(T.self, from: body)), terminator: "")
+        }
+    }
+
     /// `--admin` if given, else the config's adminListen, else the default.
     static func address(admin: String?, config: String?) throws -> String {
         if let admin { return admin }

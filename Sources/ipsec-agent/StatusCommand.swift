@@ -17,15 +17,6 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let address = try AdminClient.address(admin: admin, config: config)
-        let (code, body) = try await AdminClient.get(address, "/status")
-        guard code == 200 else {
-            throw ValidationError("agent at \(address) answered \(code): \(String(decoding: body, as: UTF8.self))")
-        }
-        if json {
-            print(String(decoding: body, as: UTF8.self))
-        } else {
-            print(try JSONDecoder().decode(AgentStatus.self, from: body).text, terminator: "")
-        }
+        try await AdminClient.show("/status", admin: admin, config: config, json: json, as: AgentStatus.self) { $0.text }
     }
 }

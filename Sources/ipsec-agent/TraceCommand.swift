@@ -25,15 +25,6 @@ struct TraceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let address = try AdminClient.address(admin: admin, config: config)
-        let (code, body) = try await AdminClient.get(address, "/trace?to=\(to)")
-        guard code == 200 else {
-            throw ValidationError("agent at \(address) answered \(code): \(String(decoding: body, as: UTF8.self))")
-        }
-        if json {
-            print(String(decoding: body, as: UTF8.self))
-        } else {
-            print(try JSONDecoder().decode(EgressTrace.self, from: body).text, terminator: "")
-        }
+        try await AdminClient.show("/trace?to=\(to)", admin: admin, config: config, json: json, as: EgressTrace.self) { $0.text }
     }
 }
