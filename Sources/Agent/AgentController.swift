@@ -471,34 +471,48 @@ public actor AgentController {
     /// removals; a peer's model is only advanced when every request for it succeeded.
     @discardableResult
     private func program(peers names: [String]) async -> Bool {
-        var requests: [XFRMRequest] = []
-        var owners: [(name: String, range: Range<Int>, want: DesiredState)] = []
+        // One batch: every peer's new SAs first, then every policy — SAs exist before any policy points at them,
+        // and the kernel gets the same shape of batch as the XFRM client's floor in the benchmark.
+        var stateInstalls: [(owner: Int, request: XFRMRequest)] = []
+        var policyInstalls: [(owner: Int, request: XFRMRequest)] = []
+        var owners: [(name: String, want: DesiredState)] = []
         var removals: [XFRMRequest] = []
         var removalOwners: [(name: String, range: Range<Int>)] = []
         for name in names {
             let want = desired(for: name)
             let have = installed[name] ?? DesiredState()
             let diff = XFRMDiff(desired: want, actualStates: have.states.values, actualPolicies: have.policies.values)
-            let start = requests.count
-            requests += diff.installRequests
-            owners.append((name, start..<requests.count, want))
+            let owner = owners.count
+            owners.append((name, want))
+            for request in diff.installRequests {
+                if case .addState = request {
+                    stateInstalls.append((owner, request))
+                } else {
+                    policyInstalls.append((owner, request))
+                }
+            }
             let rStart = removals.count
             removals += diff.removalRequests
             removalOwners.append((name, rStart..<removals.count))
         }
+        let installs = stateInstalls + policyInstalls
+        let requests = installs.map(\.request)
         var allOK = true
         let results = requests.isEmpty ? [] : await kernel.apply(requests)
-        var failedInstall = Set<String>()
-        for owner in owners {
-            let failures = results[owner.range].filter {
-                if case .failure(let error) = $0 { !Self.isAlreadyExists(error) } else { false }
+        var failedOwners = Set<Int>()
+        for (i, result) in results.enumerated() {
+            if case .failure(let error) = result, !Self.isAlreadyExists(error) {
+                failedOwners.insert(installs[i].owner)
+                noteFailures(requests, results, i..<(i + 1))
             }
-            if failures.isEmpty {
-                installed[owner.name] = owner.want
-            } else {
+        }
+        var failedInstall = Set<String>()
+        for (index, owner) in owners.enumerated() {
+            if failedOwners.contains(index) {
                 allOK = false
                 failedInstall.insert(owner.name)
-                noteFailures(requests, results, owner.range)
+            } else {
+                installed[owner.name] = owner.want
             }
         }
         // Removals only for peers whose installs all succeeded (make before break).
