@@ -7,10 +7,27 @@ import Testing
 /// SAs against a kernel with ESP (the VM rig: `scripts/vm-run … --filter RealKernel`).
 @Suite(.enabled(if: Privileges.inRealKernelVM), .serialized)
 struct RealKernelXFRMTests {
+    /// The state as it was built: dumps add lifetime counters and the ESN output sequence.
     private func withoutCounters(_ state: XFRMState) -> XFRMState {
         var copy = state
         copy.counters = nil
+        copy.outboundSequence = nil
         return copy
+    }
+
+    @Test func esnOutputSequenceIsSetOnAddAndReadBack() async throws {
+        try await NetworkNamespace.with(prefix: "xfrm-vm-seq") { namespace in
+            let client = try XFRMClient(networkNamespacePath: namespace.path)
+            var resumed = XFRMFixtures.aeadState()
+            resumed.outboundSequence = (1 << 32) + 12_345  // crosses into the high 32 bits (oseq_hi)
+            let fresh = XFRMFixtures.cbcState(source: "10.1.0.1", destination: "10.1.0.2", spi: 0x77)
+            #expect(client.perform([.addState(resumed), .addState(fresh)]).allSatisfy { (try? $0.get()) != nil })
+            #expect(try client.state(resumed.id)?.outboundSequence == (1 << 32) + 12_345)
+            #expect(try client.state(fresh.id)?.outboundSequence == 0)
+            // iproute2 reads the same replay state: oseq and oseq_hi.
+            let text = try Shell.run("ip", "-n", namespace.name, "-s", "xfrm", "state", "show")
+            #expect(text.contains("oseq 0x3039") || text.contains("oseq 0x00003039"), "\(text)")
+        }
     }
 
     @Test func aeadAndCbcHmacESNStatesRoundTripAndIproute2ReadsThem() async throws {
