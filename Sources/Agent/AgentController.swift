@@ -452,8 +452,8 @@ public actor AgentController {
     // MARK: - Kernel programming
 
     private func programGlobal() async -> Bool {
-        var want = DesiredState(local: local, peers: [Peer](), peerKeys: [:], keys: [:], derive: derive)
-        want.states = [:]
+        // No peers: just the default-drop policies.
+        let want = DesiredState(local: local, peers: [Peer](), peerKeys: [:], keys: [:], derive: derive)
         let diff = XFRMDiff(desired: want, actualStates: [], actualPolicies: installedGlobal.policies.values)
         guard !diff.isEmpty else { return true }
         let requests = diff.installRequests

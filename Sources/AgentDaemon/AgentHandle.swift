@@ -1,4 +1,5 @@
 import Agent
+import Datapath
 import Registry
 import Synchronization
 
@@ -8,7 +9,7 @@ public final class AgentHandle: Sendable {
         var controller: AgentController?
         var registryClient: RegistryClient?
         var kernel: (any XFRMKernel)?
-        var encryptMap: (any EncryptMapReader)?
+        var encryptMap: (any EncryptMap)?
         var insecureKeyFile: @Sendable () -> Bool = { false }
     }
     private let parts = Mutex(Parts())
@@ -21,12 +22,8 @@ public final class AgentHandle: Sendable {
     var controller: AgentController? { parts.withLock { $0.controller } }
     var registryClient: RegistryClient? { parts.withLock { $0.registryClient } }
     var kernel: (any XFRMKernel)? { parts.withLock { $0.kernel } }
-    var encryptMap: (any EncryptMapReader)? { parts.withLock { $0.encryptMap } }
+    var encryptMap: (any EncryptMap)? { parts.withLock { $0.encryptMap } }
     var insecureKeyFile: Bool { parts.withLock { $0.insecureKeyFile }() }
 
     func update(_ body: (inout Parts) -> Void) { parts.withLock { body(&$0) } }
 }
-
-import Datapath
-/// The read side of the encrypt map (trace reads live map contents).
-public typealias EncryptMapReader = EncryptMap
