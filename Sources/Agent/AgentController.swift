@@ -452,8 +452,8 @@ public actor AgentController {
     // MARK: - Kernel programming
 
     private func programGlobal() async -> Bool {
-        // No peers: just the default-drop policies.
-        let want = DesiredState(local: local, peers: [Peer](), peerKeys: [:], keys: [:], derive: derive)
+        var want = DesiredState()
+        want.policies = DesiredState.dropPolicies
         let diff = XFRMDiff(desired: want, actualStates: [], actualPolicies: installedGlobal.policies.values)
         guard !diff.isEmpty else { return true }
         let requests = diff.installRequests
@@ -543,9 +543,8 @@ public actor AgentController {
 
     private func desired(for name: String) -> DesiredState {
         guard let peer = peers[name], let live = peerKeys[name] else { return DesiredState() }
-        var want = DesiredState(local: local, peers: [peer], peerKeys: [name: live], keys: keys, derive: derive)
-        want.policies = want.policies.filter { DatapathLayout.isPeerPolicy($0.value) }
-        return want
+        return DesiredState(local: local, peers: [peer], peerKeys: [name: live], keys: keys, derive: derive,
+                            includeDropPolicies: false)
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
@@ -607,7 +606,7 @@ public actor AgentController {
             xfrmHealthy = report.errors == 0
             if report.errors == 0 {
                 for name in peers.keys { installed[name] = desired(for: name) }
-                installedGlobal.policies = want.policies.filter { !DatapathLayout.isPeerPolicy($0.value) }
+                installedGlobal.policies = DesiredState.dropPolicies
             }
             report.bpfRepairs = repairEncryptMap()
         } catch {
@@ -734,9 +733,4 @@ public actor AgentController {
     static func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
-}
-
-extension DatapathLayout {
-    /// Policies that belong to one peer (everything but the global drop policies).
-    static func isPeerPolicy(_ policy: XFRMPolicy) -> Bool { policy.action != .block }
 }

@@ -17,9 +17,10 @@ public struct DesiredState: Sendable, Equatable {
 
     public init() {}
 
+    /// - Parameter includeDropPolicies: false for one peer's objects alone (the drop policies are global).
     public init(local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys],
-                keys: [KeyID: IPsecKey], derive: PairKeyDerivation) {
-        addDropPolicies()
+                keys: [KeyID: IPsecKey], derive: PairKeyDerivation, includeDropPolicies: Bool = true) {
+        if includeDropPolicies { policies = DesiredState.dropPolicies }
         for peer in peers {
             guard peer.nodeID != 0, peer.underlay.family == local.underlay.family,
                   let live = peerKeys[peer.name], !live.isEmpty else { continue }
@@ -29,15 +30,18 @@ public struct DesiredState: Sendable, Equatable {
         }
     }
 
-    /// Blocks marked traffic that has no usable SA, per family: it never leaves in plaintext.
-    private mutating func addDropPolicies() {
+    /// The global default-drop policies: marked traffic with no usable SA is blocked per family, never sent in
+    /// plaintext.
+    public static let dropPolicies: [XFRMPolicyID: XFRMPolicy] = {
+        var out: [XFRMPolicyID: XFRMPolicy] = [:]
         for any in [IPPrefix("0.0.0.0/0")!, IPPrefix("::/0")!] {
             let p = XFRMPolicy(selector: XFRMSelector(source: any, destination: any), direction: .out,
                                priority: DatapathLayout.dropPolicyPriority, action: .block,
                                mark: DatapathLayout.encryptMarkMatch)
-            policies[p.id] = p
+            out[p.id] = p
         }
-    }
+        return out
+    }()
 
     private mutating func addOutbound(key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
                                       derive: PairKeyDerivation) {
