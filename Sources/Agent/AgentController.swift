@@ -44,8 +44,13 @@ public actor AgentController {
     // Local key state
     private(set) var local: LocalNode
     private var keys: [KeyID: IPsecKey] = [:] {
-        didSet { fingerprints = fingerprints.filter { keys[$0.key] != nil } }
+        didSet {
+            fingerprints = fingerprints.filter { keys[$0.key] != nil }
+            keysGeneration &+= 1
+        }
     }
+    /// Changes whenever `keys` does: the desired-state cache is only valid for one generation of key material.
+    private var keysGeneration: UInt64 = 0
     /// Fingerprints of the held keys, computed once per key load (a SHA-256 per peer per pass otherwise).
     private var fingerprints: [KeyID: String] = [:]
     private(set) var currentKey: KeyID?
@@ -61,8 +66,10 @@ public actor AgentController {
     // Peers
     private var peers: [String: Peer] = [:]
     private(set) var peerKeys: [String: PeerKeys] = [:]
-    private var installed: [String: DesiredState] = [:]
+    private var installed: [String: PeerObjects] = [:]
     private var installedGlobal = DesiredState()
+    /// What `desired(for:)` and reconcile compute, memoized per peer (see `DesiredStateCache`).
+    private var desiredCache = DesiredStateCache()
     private var bpfEntries: [String: PeerEncryptEntry] = [:]
     private var departedAt: [String: Duration] = [:]
     private var adoptedKeysByNode: [UInt16: PeerKeys] = [:]
@@ -82,7 +89,8 @@ public actor AgentController {
     public static let sequenceJump: UInt64 = 1 << 30
 
     // Counters of adopted or still-live SAs, from reconcile dumps: packets and when they last moved.
-    private var counterHistory: [XFRMStateID: (packets: UInt64, changedAt: Duration)] = [:]
+    private var counterHistory: [XFRMStateID: (packets: UInt64, changedAt: Duration, pass: UInt64)] = [:]
+    private var counterPass: UInt64 = 0
 
     /// Inputs run one at a time: an actor alone would interleave them at every `await`.
     private let gate = SerialGate()
@@ -467,57 +475,78 @@ public actor AgentController {
         return ok
     }
 
+    /// Peers programmed per kernel batch: bounds the requests held at once during a rotation (a 5,000-peer
+    /// rotation would otherwise hold ~30,000 requests) while keeping batches large enough for the kernel.
+    static let programChunk = 1024
+
     /// Brings the named peers' objects from what was last installed to what is desired now. Installs precede
     /// removals; a peer's model is only advanced when every request for it succeeded.
     @discardableResult
     private func program(peers names: [String]) async -> Bool {
+        var allOK = true
+        var start = 0
+        while start < names.count {
+            let end = min(start + Self.programChunk, names.count)
+            if await !program(chunk: names[start..<end]) { allOK = false }
+            start = end
+        }
+        return allOK
+    }
+
+    private func program(chunk names: ArraySlice<String>) async -> Bool {
         // One batch: every peer's new SAs first, then every policy — SAs exist before any policy points at them,
         // and the kernel gets the same shape of batch as the XFRM client's floor in the benchmark.
-        var stateInstalls: [(owner: Int, request: XFRMRequest)] = []
-        var policyInstalls: [(owner: Int, request: XFRMRequest)] = []
-        var owners: [(name: String, want: DesiredState)] = []
+        var wants: [PeerObjects] = []
+        wants.reserveCapacity(names.count)
+        var requests: [XFRMRequest] = []
+        var owners: [Int32] = []
+        var policyRequests: [XFRMRequest] = []
+        var policyOwners: [Int32] = []
         var removals: [XFRMRequest] = []
-        var removalOwners: [(name: String, range: Range<Int>)] = []
+        var removalOwners: [Int32] = []
         for name in names {
             let want = desired(for: name)
-            let have = installed[name] ?? DesiredState()
-            let diff = XFRMDiff(desired: want, actualStates: have.states.values, actualPolicies: have.policies.values)
-            let owner = owners.count
-            owners.append((name, want))
-            for request in diff.installRequests {
-                if case .addState = request {
-                    stateInstalls.append((owner, request))
-                } else {
-                    policyInstalls.append((owner, request))
+            let have = installed[name] ?? PeerObjects()
+            let diff = XFRMDiff(desired: want, actualStates: have.states, actualPolicies: have.policies)
+            let owner = Int32(wants.count)
+            wants.append(want)
+            for state in diff.addStates {
+                requests.append(.addState(state))
+                owners.append(owner)
+            }
+            for policy in diff.addPolicies {
+                policyRequests.append(.addPolicy(policy))
+                policyOwners.append(owner)
+            }
+            for policy in diff.updatePolicies {
+                policyRequests.append(.updatePolicy(policy))
+                policyOwners.append(owner)
+            }
+            for request in diff.removalRequests {
+                removals.append(request)
+                removalOwners.append(owner)
+            }
+        }
+        requests += policyRequests
+        owners += policyOwners
+        policyRequests = []
+        var failed = Set<Int32>()
+        if !requests.isEmpty {
+            let results = await kernel.apply(requests)
+            for (i, result) in results.enumerated() {
+                if case .failure(let error) = result, !Self.isAlreadyExists(error) {
+                    failed.insert(owners[i])
+                    noteFailures(requests, results, i..<(i + 1))
                 }
             }
-            let rStart = removals.count
-            removals += diff.removalRequests
-            removalOwners.append((name, rStart..<removals.count))
         }
-        let installs = stateInstalls + policyInstalls
-        let requests = installs.map(\.request)
-        var allOK = true
-        let results = requests.isEmpty ? [] : await kernel.apply(requests)
-        var failedOwners = Set<Int>()
-        for (i, result) in results.enumerated() {
-            if case .failure(let error) = result, !Self.isAlreadyExists(error) {
-                failedOwners.insert(installs[i].owner)
-                noteFailures(requests, results, i..<(i + 1))
-            }
-        }
-        var failedInstall = Set<String>()
-        for (index, owner) in owners.enumerated() {
-            if failedOwners.contains(index) {
-                allOK = false
-                failedInstall.insert(owner.name)
-            } else {
-                installed[owner.name] = owner.want
-            }
+        requests = []
+        for (index, name) in names.enumerated() where !failed.contains(Int32(index)) {
+            installed[name] = wants[index]
         }
         // Removals only for peers whose installs all succeeded (make before break).
-        let removable = removalOwners.filter { !failedInstall.contains($0.name) }
-        let batch = removable.flatMap { removals[$0.range] }
+        var allOK = failed.isEmpty
+        let batch = failed.isEmpty ? removals : removals.indices.filter { !failed.contains(removalOwners[$0]) }.map { removals[$0] }
         if !batch.isEmpty {
             let removalResults = await kernel.apply(batch)
             for (i, result) in removalResults.enumerated() {
@@ -541,10 +570,10 @@ public actor AgentController {
         }
     }
 
-    private func desired(for name: String) -> DesiredState {
-        guard let peer = peers[name], let live = peerKeys[name] else { return DesiredState() }
-        return DesiredState(local: local, peers: [peer], peerKeys: [name: live], keys: keys, derive: derive,
-                            includeDropPolicies: false)
+    private func desired(for name: String) -> PeerObjects {
+        guard let peer = peers[name], let live = peerKeys[name] else { return PeerObjects() }
+        return desiredCache.state(for: peer, live: live, local: local, keys: keys, keysGeneration: keysGeneration,
+                                  derive: derive)
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
@@ -582,10 +611,11 @@ public actor AgentController {
         var report = ReconcileReport()
         do {
             // Filtered here too: whatever the kernel adapter returns, foreign objects are never diffed or deleted.
-            let states = try await kernel.ownedStates().filter(DatapathLayout.owns)
-            let policies = try await kernel.ownedPolicies().filter(DatapathLayout.owns)
+            let states = Self.owned(try await kernel.ownedStates(), DatapathLayout.owns)
+            let policies = Self.owned(try await kernel.ownedPolicies(), DatapathLayout.owns)
             recordCounters(states)
-            let want = DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys, derive: derive)
+            let want = desiredCache.index(peers: peers, peerKeys: peerKeys, local: local, keys: keys,
+                                          keysGeneration: keysGeneration, derive: derive)
             var diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
             report.record(diff, removalsAllowed: registrySynced)
             diff.addStates = diff.addStates.map(resumingSequence)
@@ -605,7 +635,7 @@ public actor AgentController {
             }
             xfrmHealthy = report.errors == 0
             if report.errors == 0 {
-                for name in peers.keys { installed[name] = desired(for: name) }
+                installed = desiredCache.peerStates  // every peer's share of `want`, now in the kernel
                 installedGlobal.policies = DesiredState.dropPolicies
             }
             report.bpfRepairs = repairEncryptMap()
@@ -622,6 +652,11 @@ public actor AgentController {
         return report
     }
 
+    /// The owned objects of a dump; no copy when the kernel adapter already filtered (the usual case).
+    static func owned<T>(_ objects: [T], _ owns: (T) -> Bool) -> [T] {
+        objects.allSatisfy(owns) ? objects : objects.filter(owns)
+    }
+
     /// An OUT SA re-created after it vanished (a flush, a tampered SA) starts past every sequence number it used.
     private func resumingSequence(_ state: XFRMState) -> XFRMState {
         guard state.mark != nil, let last = sequenceHistory[state.id] else { return state }
@@ -633,21 +668,25 @@ public actor AgentController {
     }
 
     private func recordCounters(_ states: [XFRMState]) {
+        // In place: a steady pass allocates nothing. Entries of SAs absent from this dump are dropped after it.
         let t = now()
-        var next: [XFRMStateID: (packets: UInt64, changedAt: Duration)] = [:]
-        next.reserveCapacity(states.count)
+        counterPass &+= 1
+        let pass = counterPass
         for state in states {
+            let id = state.id
             if state.mark != nil, let sequence = state.outboundSequence {
-                sequenceHistory[state.id] = max(sequenceHistory[state.id] ?? 0, sequence)
+                sequenceHistory[id] = max(sequenceHistory[id] ?? 0, sequence)
             }
             let packets = state.counters?.packets ?? 0
-            if let old = counterHistory[state.id], old.packets == packets {
-                next[state.id] = old
+            if let i = counterHistory.index(forKey: id), counterHistory.values[i].packets == packets {
+                counterHistory.values[i].pass = pass
             } else {
-                next[state.id] = (packets, t)
+                counterHistory[id] = (packets, t, pass)
             }
         }
-        counterHistory = next
+        if counterHistory.count != states.count {
+            counterHistory = counterHistory.filter { $0.value.pass == pass }
+        }
     }
 
     /// Makes the pinned map match the agent's view (local key, one entry per peer pod CIDR).
@@ -723,8 +762,8 @@ public actor AgentController {
         var statesIn = 0, statesOut = 0
         var policies: [String: Int] = [:]
         for model in installed.values {
-            for state in model.states.values { if state.destination == local.underlay { statesIn += 1 } else { statesOut += 1 } }
-            for policy in model.policies.values { policies["\(policy.direction)", default: 0] += 1 }
+            for state in model.states { if state.destination == local.underlay { statesIn += 1 } else { statesOut += 1 } }
+            for policy in model.policies { policies["\(policy.direction)", default: 0] += 1 }
         }
         policies["out", default: 0] += installedGlobal.policies.count
         return (statesIn, statesOut, policies)

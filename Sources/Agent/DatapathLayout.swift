@@ -38,6 +38,11 @@ public enum DatapathLayout {
         XFRMMark(value: EncryptMark.value(spi: key, nodeID: peer), mask: EncryptMark.mask)
     }
 
+    /// The peer node ID in an OUT mark (`outMark`).
+    public static func peerNodeID(outMark mark: XFRMMark) -> UInt16 {
+        UInt16(truncatingIfNeeded: mark.value >> 16)
+    }
+
     /// True for the SAs this agent created.
     public static func owns(_ state: XFRMState) -> Bool {
         state.reqid == reqid && decode(spi: state.spi) != nil

@@ -30,6 +30,9 @@ public struct DesiredState: Sendable, Equatable {
         }
     }
 
+    static let anyV4 = IPPrefix("0.0.0.0/0")!
+    static let anyV6 = IPPrefix("::/0")!
+
     /// The global default-drop policies: marked traffic with no usable SA is blocked per family, never sent in
     /// plaintext.
     public static let dropPolicies: [XFRMPolicyID: XFRMPolicy] = {
@@ -56,13 +59,14 @@ public struct DesiredState: Sendable, Equatable {
         } else {
             keptStates.insert(id)
         }
-        let template = XFRMTemplate(source: local.underlay, destination: peer.underlay, spi: spi,
-                                    reqid: DatapathLayout.reqid, mode: .tunnel)
+        // One template array shared by the peer's OUT policies (copy-on-write: no allocation per policy).
+        let templates = [XFRMTemplate(source: local.underlay, destination: peer.underlay, spi: spi,
+                                      reqid: DatapathLayout.reqid, mode: .tunnel)]
         for cidr in peer.podCIDRs {
-            let any = cidr.family == .v4 ? IPPrefix("0.0.0.0/0")! : IPPrefix("::/0")!
+            let any = cidr.family == .v4 ? DesiredState.anyV4 : DesiredState.anyV6
             let p = XFRMPolicy(selector: XFRMSelector(source: any, destination: cidr), direction: .out,
                                priority: DatapathLayout.outPolicyPriority, action: .allow, mark: mark,
-                               templates: [template])
+                               templates: templates)
             policies[p.id] = p
         }
     }
@@ -83,13 +87,13 @@ public struct DesiredState: Sendable, Equatable {
 
     /// IN and FWD policies: traffic from the peer's pods to ours must arrive through the agent's SAs.
     private mutating func addAdmission(local: LocalNode, peer: Peer) {
-        let template = XFRMTemplate(source: peer.underlay, destination: local.underlay, spi: 0,
-                                    reqid: DatapathLayout.reqid, mode: .tunnel)
+        let templates = [XFRMTemplate(source: peer.underlay, destination: local.underlay, spi: 0,
+                                      reqid: DatapathLayout.reqid, mode: .tunnel)]
         for theirs in peer.podCIDRs {
             for ours in local.podCIDRs where ours.family == theirs.family {
                 for direction in [XFRMPolicyDirection.in, .fwd] {
                     let p = XFRMPolicy(selector: XFRMSelector(source: theirs, destination: ours), direction: direction,
-                                       priority: DatapathLayout.inPolicyPriority, action: .allow, templates: [template])
+                                       priority: DatapathLayout.inPolicyPriority, action: .allow, templates: templates)
                     policies[p.id] = p
                 }
             }

@@ -14,30 +14,40 @@ public struct XFRMDiff: Sendable, Equatable {
     public var updatePolicies: [XFRMPolicy] = []
     public var deletePolicies: [XFRMPolicyID] = []
 
-    public init(desired: DesiredState, actualStates: some Sequence<XFRMState>, actualPolicies: some Sequence<XFRMPolicy>) {
-        var seenStates = Set<XFRMStateID>()
+    public init(desired: some DesiredObjects, actualStates: some Collection<XFRMState>,
+                actualPolicies: some Collection<XFRMPolicy>) {
+        // One look-up per actual object. Only when fewer actual objects matched than are desired does a second
+        // pass collect the actual identities to find the missing ones (the steady state skips it). Identities are
+        // unique in the kernel (an SA by destination, SPI, protocol and mark; an owned policy by selector,
+        // direction, mark and the agent's priority); where two peers want the same object, the desired count
+        // exceeds the matches and the second pass finds nothing missing.
+        var matchedStates = 0
         for state in actualStates {
-            let id = state.id
-            seenStates.insert(id)
-            if let want = desired.states[id] {
+            if let want = desired.desiredState(matching: state) {
+                matchedStates += 1
                 if !XFRMDiff.sameState(want, state) { replaceStates.append(want) }
-            } else if !desired.keptStates.contains(id) {
-                deleteStates.append(id)
+            } else if !desired.keeps(state) {
+                deleteStates.append(state.id)
             }
         }
-        for (id, state) in desired.states where !seenStates.contains(id) { addStates.append(state) }
+        if matchedStates < desired.stateCount {
+            let seen = Set(actualStates.lazy.map(\.id))
+            desired.forEachState { if !seen.contains($0.id) { addStates.append($0) } }
+        }
 
-        var seenPolicies = Set<XFRMPolicyID>()
+        var matchedPolicies = 0
         for policy in actualPolicies {
-            let id = policy.id
-            seenPolicies.insert(id)
-            if let want = desired.policies[id] {
+            if let want = desired.desiredPolicy(matching: policy) {
+                matchedPolicies += 1
                 if !XFRMDiff.samePolicy(want, policy) { updatePolicies.append(want) }
             } else {
-                deletePolicies.append(id)
+                deletePolicies.append(policy.id)
             }
         }
-        for (id, policy) in desired.policies where !seenPolicies.contains(id) { addPolicies.append(policy) }
+        if matchedPolicies < desired.policyCount {
+            let seen = Set(actualPolicies.lazy.map(\.id))
+            desired.forEachPolicy { if !seen.contains($0.id) { addPolicies.append($0) } }
+        }
     }
 
     public var isEmpty: Bool {
@@ -70,4 +80,29 @@ public struct XFRMDiff: Sendable, Equatable {
     static func samePolicy(_ a: XFRMPolicy, _ b: XFRMPolicy) -> Bool {
         a.action == b.action && a.priority == b.priority && a.templates == b.templates
     }
+}
+
+/// The objects a diff compares the kernel with: a `DesiredState`, or the agent's per-peer index of them.
+public protocol DesiredObjects {
+    /// The desired SA with the identity of `state`, if any.
+    func desiredState(matching state: XFRMState) -> XFRMState?
+    /// True for an SA that is kept as it is (its key material is gone), never re-created or deleted.
+    func keeps(_ state: XFRMState) -> Bool
+    /// The desired policy with the identity of `policy`, if any.
+    func desiredPolicy(matching policy: XFRMPolicy) -> XFRMPolicy?
+    /// How many SAs and policies are desired (an object two owners want may count twice).
+    var stateCount: Int { get }
+    var policyCount: Int { get }
+    func forEachState(_ body: (XFRMState) -> Void)
+    func forEachPolicy(_ body: (XFRMPolicy) -> Void)
+}
+
+extension DesiredState: DesiredObjects {
+    public func desiredState(matching state: XFRMState) -> XFRMState? { states[state.id] }
+    public func keeps(_ state: XFRMState) -> Bool { keptStates.contains(state.id) }
+    public func desiredPolicy(matching policy: XFRMPolicy) -> XFRMPolicy? { policies[policy.id] }
+    public var stateCount: Int { states.count }
+    public var policyCount: Int { policies.count }
+    public func forEachState(_ body: (XFRMState) -> Void) { for state in states.values { body(state) } }
+    public func forEachPolicy(_ body: (XFRMPolicy) -> Void) { for policy in policies.values { body(policy) } }
 }

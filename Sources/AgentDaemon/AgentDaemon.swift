@@ -98,6 +98,7 @@ public struct AgentDaemon: Service {
                     case .key(let key): await controller.keyFileChanged(.success(key))
                     case .error(let error): await controller.keyFileChanged(.failure(error))
                     }
+                    MemoryTuning.releaseFreeMemory()
                 }
             }
 
@@ -154,6 +155,7 @@ public struct AgentDaemon: Service {
                 for await _ in wakeups {
                     try await Task.sleep(for: .milliseconds(200))  // let a burst of deletions finish
                     await controller.reconcile()
+                    MemoryTuning.releaseFreeMemory()
                 }
             }
             try await group.next()

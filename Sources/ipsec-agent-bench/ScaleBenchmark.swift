@@ -30,53 +30,134 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Flag(help: "Host kernels without ESP: SAs are kept in memory, policies go to the kernel.")
     var hostPoliciesOnly = false
 
+    @Option(help: "Reconcile passes with nothing to repair per size; the median is reported.")
+    var reconcilePasses = 5
+
+    @Flag(help: "Keep the encrypt map in memory instead of a pinned BPF map.")
+    var memoryMap = false
+
+    @Flag(help: .hidden)
+    var agentOnly = false
+
     func run() async throws {
-        print("peers | initial s | rotation s | kernel s | agent s | floor s | rot/floor | reclaim s | reconcile ms | objects | scrape ms (dumps) | µs/peer rot")
-        print("---|---|---|---|---|---|---|---|---|---|---|---")
+        if agentOnly {
+            // Child mode: one size, the agent alone in this process, so its peak RSS is the agent's.
+            guard peers.count == 1 else { throw ValidationError("--agent-only takes one peer count") }
+            MemoryTuning.configure()  // as `ipsec-agent run` does
+            let result = try await measureAgent(peers: peers[0])
+            print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+            return
+        }
+        print("peers | initial s | rotation s | kernel s | agent s | floor s | rot/floor | reclaim s | reconcile ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB")
+        print("---|---|---|---|---|---|---|---|---|---|---|---|---")
         for n in peers {
-            let r = try await measure(peers: n)
-            print(String(format: "%d | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.3f | %.1f | %d | %.2f (%d) | %.0f",
+            var r = try runAgentChild(peers: n)
+            r.floor = try measureFloor(peers: n)
+            print(String(format: "%d | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.3f | %.1f | %d | %.2f (%d) | %.0f | %.1f",
                          n, r.initial, r.rotation, r.rotationKernel, r.rotation - r.rotationKernel, r.floor,
                          r.rotation / r.floor, r.reclaim, r.reconcile * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
-                         r.rotation / Double(n) * 1e6))
+                         r.rotation / Double(n) * 1e6, r.peakRSS))
         }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        print(String(format: "peak RSS of the benchmark process (agent state for the largest size included): %.1f MB",
-                     Double(usage.ru_maxrss) / 1024))
+        print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
+                     + "process before the agent starts: runtime and libraries)%@", baselineRSS,
+                     hostPoliciesOnly ? "; with --host-policies-only it also holds the simulated SAs" : ""))
     }
 
-    struct Result {
+    /// The RSS of the child before it creates anything, from the last child run.
+    private var baselineRSS: Double { ScaleBenchmark.lastBaseline.withLock { $0 } }
+    private static let lastBaseline = Mutex(0.0)
+
+    /// Runs this benchmark again as a child process for one size, with only the agent in it.
+    func runAgentChild(peers n: Int) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)"]
+        if hostPoliciesOnly { arguments.append("--host-policies-only") }
+        if memoryMap { arguments.append("--memory-map") }
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last else {
+            throw ValidationError("the agent child for \(n) peers failed (status \(process.terminationStatus))")
+        }
+        let result = try JSONDecoder().decode(Result.self, from: Data(line.utf8))
+        ScaleBenchmark.lastBaseline.withLock { $0 = result.baselineRSS }
+        return result
+    }
+
+    /// The process's peak resident set (`VmHWM`: per address space, so a fresh exec starts from zero, unlike
+    /// `getrusage`'s `ru_maxrss`, which survives `execve`).
+    static func peakRSSMegabytes() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+        return kb / 1024
+    }
+
+    /// With IPSA_BENCH_TRACE_RSS set: current and peak RSS after each phase, on stderr.
+    static func traceRSS(_ phase: String) {
+        guard ProcessInfo.processInfo.environment["IPSA_BENCH_TRACE_RSS"] != nil,
+              let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return }
+        let fields = status.split(separator: "\n").filter { $0.hasPrefix("VmRSS:") || $0.hasPrefix("VmHWM:") }
+        FileHandle.standardError.write(Data("\(phase): \(fields.joined(separator: " "))\n".utf8))
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_stats") {
+            unsafeBitCast(symbol, to: (@convention(c) () -> Void).self)()  // glibc: per-arena totals on stderr
+        }
+    }
+
+    struct Result: Codable {
         var initial = 0.0, rotation = 0.0, rotationKernel = 0.0, floor = 0.0, reclaim = 0.0, reconcile = 0.0
         var scrape = 0.0
         var scrapeDumps = 0
         var objects = 0
+        var peakRSS = 0.0, baselineRSS = 0.0
     }
 
-    func measure(peers n: Int) async throws -> Result {
+    static let local = LocalNode(name: "node-1", nodeID: 1, underlay: IPAddress("100.64.0.1")!,
+                                 podCIDRs: [IPPrefix("10.0.0.0/24")!], bootID: "bench-boot-1")
+
+    /// The simulated peers' registry records, all on key 1.
+    static func records(_ n: Int) -> [NodeRecord] {
+        let key1 = BenchKeys.key(1)
+        return (2...(n + 1)).map { i in
+            NodeRecord(name: "node-\(i)", nodeID: UInt16(i), ipv4: .v4(0x6440_0000 | UInt32(i)),
+                       podCIDRs: [IPPrefix(address: .v4(0x0A00_0000 | UInt32(i) << 8), length: 24)!],
+                       bootID: "bench-boot-\(i)", spi: KeyID(1), encryptSpi: KeyID(1),
+                       keyFingerprint: key1.fingerprint, xfrmRevision: 0, revision: 1)
+        }
+    }
+
+    /// The agent's part for one size (run in a child process of its own).
+    func measureAgent(peers n: Int) async throws -> Result {
         var result = Result()
+        result.baselineRSS = Self.peakRSSMegabytes()
         let nsAgent = try BenchNamespace("ipsa-scale-a")
-        let nsFloor = try BenchNamespace("ipsa-scale-f")
-        defer { nsAgent.destroy(); nsFloor.destroy() }
+        let pins = "/sys/fs/bpf/ipsa-scale-\(getpid())"
+        defer {
+            nsAgent.destroy()
+            if !memoryMap { try? BPFDatapath.removePins(pinDirectory: pins) }
+        }
 
         let client = try XFRMClient(networkNamespacePath: nsAgent.path)
         let kernel = TimingKernel(hostPoliciesOnly ? PoliciesOnlyKernel(XFRMClientKernel(client: client)) as any XFRMKernel
                                                   : XFRMClientKernel(client: client))
-        let map = InMemoryEncryptMap()
+        let map: any EncryptMap = memoryMap ? InMemoryEncryptMap() : try BPFDatapath(pinDirectory: pins)
         let publisher = BenchPublisher()
-        let local = LocalNode(name: "node-1", nodeID: 1, underlay: IPAddress("100.64.0.1")!,
-                              podCIDRs: [IPPrefix("10.0.0.0/24")!], bootID: "bench-boot-1")
+        let local = Self.local
         let clock = ContinuousClock()
         let origin = clock.now
         let controller = AgentController(
             local: local, kernel: kernel, encryptMap: map, publisher: publisher, keyOperations: .standard,
             now: { clock.now - origin }, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
         let key1 = BenchKeys.key(1), key2 = BenchKeys.key(2)
-        var records = (2...(n + 1)).map { i in
-            NodeRecord(name: "node-\(i)", nodeID: UInt16(i), ipv4: .v4(0x6440_0000 | UInt32(i)),
-                       podCIDRs: [IPPrefix(address: .v4(0x0A00_0000 | UInt32(i) << 8), length: 24)!],
-                       bootID: "bench-boot-\(i)", spi: KeyID(1), encryptSpi: KeyID(1),
-                       keyFingerprint: key1.fingerprint, xfrmRevision: 0, revision: 1)
+        var records = Self.records(n)
+        Self.traceRSS("start")
+        if ProcessInfo.processInfo.environment["IPSA_BENCH_TRACE_RSS"] != nil {
+            FileHandle.standardError.write(Data("sizes: state \(MemoryLayout<XFRMState>.stride) policy \(MemoryLayout<XFRMPolicy>.stride) request \(MemoryLayout<XFRMRequest>.stride) stateID \(MemoryLayout<XFRMStateID>.stride) policyID \(MemoryLayout<XFRMPolicyID>.stride) desired \(MemoryLayout<DesiredState>.stride) peer \(MemoryLayout<Peer>.stride) record \(MemoryLayout<NodeRecord>.stride) result \(MemoryLayout<Swift.Result<Void, any Error>>.stride)\n".utf8))
         }
 
         // Initial programming of key 1 for every peer.
@@ -84,14 +165,18 @@ struct ScaleBenchmark: AsyncParsableCommand {
         try await controller.adopt(ownRecord: nil)
         await controller.peersChanged(records, connected: true)
         await controller.keyFileChanged(.success(key1))
+        MemoryTuning.releaseFreeMemory()  // the daemon does this after every key-file event and reconcile pass
         result.initial = seconds(clock.now - t)
+        Self.traceRSS("initial")
 
         // Rotation to key 2: XFRM for all peers, advertise, BPF switch.
         kernel.reset()
         t = clock.now
         await controller.keyFileChanged(.success(key2))
         result.rotation = seconds(clock.now - t)
+        MemoryTuning.releaseFreeMemory()
         result.rotationKernel = kernel.elapsed
+        Self.traceRSS("rotation")
         let status = await controller.status()
         guard status.encryptKey == 2 else { throw ValidationError("rotation did not reach the BPF switch: \(status.lastError ?? "?")") }
 
@@ -107,9 +192,48 @@ struct ScaleBenchmark: AsyncParsableCommand {
         t = clock.now
         await controller.peersChanged(records, connected: true)
         result.reclaim = seconds(clock.now - t)
+        Self.traceRSS("reclaim")
         guard await controller.status().keysInUse == [2] else { throw ValidationError("reclaim incomplete") }
 
-        // Floor: the same new-key objects, one batch, into a namespace that holds the same old-key objects.
+        // Reconcile with nothing to repair.
+        await controller.reconcile()
+        MemoryTuning.releaseFreeMemory()
+        var passes: [Double] = []
+        for _ in 0..<max(1, reconcilePasses) {
+            t = clock.now
+            let report = await controller.reconcile()
+            passes.append(seconds(clock.now - t))
+            MemoryTuning.releaseFreeMemory()
+            guard report.totalRepairs == 0 else { throw ValidationError("reconcile repaired \(report.summary)") }
+        }
+        result.reconcile = passes.sorted()[passes.count / 2]
+        Self.traceRSS("reconcile")
+        let owned = await controller.ownedObjectCounts()
+        result.objects = owned.statesIn + owned.statesOut + owned.policies.values.reduce(0, +)
+
+        // A metrics scrape: must not dump the kernel.
+        let handle = AgentHandle()
+        handle.setController(controller)
+        let telemetry = TelemetryRefresher(registry: PrometheusCollectorRegistry())
+        let dumpsBefore = kernel.dumps
+        t = clock.now
+        await telemetry.refresh(handle)
+        _ = telemetry.registry.emitToBuffer()
+        result.scrape = seconds(clock.now - t)
+        result.scrapeDumps = kernel.dumps - dumpsBefore
+        result.peakRSS = Self.peakRSSMegabytes()
+        return result
+    }
+
+    /// The floor: the XFRM client alone installing the rotation's new-key objects in one batch, into a namespace
+    /// that holds the same old-key objects.
+    func measureFloor(peers n: Int) throws -> Double {
+        let nsFloor = try BenchNamespace("ipsa-scale-f")
+        defer { nsFloor.destroy() }
+        let clock = ContinuousClock()
+        let local = Self.local
+        let records = Self.records(n)
+        let key1 = BenchKeys.key(1), key2 = BenchKeys.key(2)
         let floorClient = try XFRMClient(networkNamespacePath: nsFloor.path)
         let peersModel = records.map { r in
             Peer(name: r.name, nodeID: r.nodeID, underlay: r.ipv4!, podCIDRs: r.podCIDRs, bootID: r.bootID)
@@ -125,33 +249,13 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let newRequests = XFRMDiff(desired: both, actualStates: old.states.values, actualPolicies: old.policies.values).installRequests
         let floorRequests = hostPoliciesOnly ? newRequests.filter { if case .addState = $0 { false } else { true } } : newRequests
         _ = floorClient.perform(hostPoliciesOnly ? oldRequests.filter { if case .addState = $0 { false } else { true } } : oldRequests)
-        t = clock.now
+        let t = clock.now
         let floorResults = floorClient.perform(floorRequests)
-        result.floor = seconds(clock.now - t)
+        let floor = seconds(clock.now - t)
         if let failure = floorResults.first(where: { if case .failure = $0 { true } else { false } }) {
             throw ValidationError("floor batch failed: \(failure)")
         }
-
-        // Reconcile with nothing to repair.
-        await controller.reconcile()
-        t = clock.now
-        let report = await controller.reconcile()
-        result.reconcile = seconds(clock.now - t)
-        guard report.totalRepairs == 0 else { throw ValidationError("reconcile repaired \(report.summary)") }
-        let owned = await controller.ownedObjectCounts()
-        result.objects = owned.statesIn + owned.statesOut + owned.policies.values.reduce(0, +)
-
-        // A metrics scrape: must not dump the kernel.
-        let handle = AgentHandle()
-        handle.setController(controller)
-        let telemetry = TelemetryRefresher(registry: PrometheusCollectorRegistry())
-        let dumpsBefore = kernel.dumps
-        t = clock.now
-        await telemetry.refresh(handle)
-        _ = telemetry.registry.emitToBuffer()
-        result.scrape = seconds(clock.now - t)
-        result.scrapeDumps = kernel.dumps - dumpsBefore
-        return result
+        return floor
     }
 
     func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }

@@ -31,6 +31,7 @@ struct RunCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ipsec-agent")
+        MemoryTuning.configure()
         guard let listen = RegistryServer.parseListenAddress(configuration.adminListen) else {
             throw ValidationError("\(config): adminListen: expected HOST:PORT, got \"\(configuration.adminListen)\"")
         }

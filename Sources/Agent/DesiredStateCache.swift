@@ -1,0 +1,159 @@
+import IPsecPrimitives
+import Keys
+import XFRM
+
+/// Memoizes the desired state per peer, and indexes it so reconcile can compare the kernel's objects with it
+/// without a merged copy of every object.
+///
+/// A peer's objects are a pure function of the local node, the peer's identity (node ID, underlay, pod CIDRs,
+/// boot ID), the key generations live with it and the key material held. Acknowledgements and advertisements
+/// change a peer's record but none of these, so a steady reconcile pass recomputes nothing. The owner of a kernel
+/// object follows from the layout (docs/datapath.md): an OUT SA or OUT policy names the peer's node ID in its
+/// mark, an IN SA in its SPI, an IN or FWD policy selects the peer's pod CIDR as source.
+struct DesiredStateCache {
+    /// What one peer's objects depend on, besides the local node and the keys (checked for the whole cache).
+    private struct PeerInputs: Equatable {
+        var nodeID: UInt16
+        var underlay: IPAddress
+        var podCIDRs: [IPPrefix]
+        var bootID: String
+        var live: PeerKeys
+    }
+
+    private var inputs: [String: PeerInputs] = [:]
+    /// Each peer's objects, as last computed (after `index`: exactly the peers passed in).
+    private(set) var peerStates: [String: PeerObjects] = [:]
+    /// Possible owners by node ID and by pod CIDR. Usually one name; two while a departed peer's node ID or pod
+    /// CIDR is already another peer's.
+    private var namesByNodeID: [UInt16: [String]] = [:]
+    private var namesByCIDR: [IPPrefix: [String]] = [:]
+    private var stateCount = 0
+    private var policyCount = 0
+    private var local: LocalNode?
+    private var keysGeneration: UInt64 = 0
+
+    /// Recomputations since creation (for tests: a steady pass must not recompute anything).
+    private(set) var misses = 0
+
+    /// Drops everything when the local node or the held key material changed since the last call.
+    private mutating func validate(local: LocalNode, keysGeneration: UInt64) {
+        guard local != self.local || keysGeneration != self.keysGeneration else { return }
+        self.local = local
+        self.keysGeneration = keysGeneration
+        inputs.removeAll(keepingCapacity: true)
+        peerStates.removeAll(keepingCapacity: true)
+        namesByNodeID.removeAll(keepingCapacity: true)
+        namesByCIDR.removeAll(keepingCapacity: true)
+        stateCount = 0
+        policyCount = 0
+    }
+
+    /// One peer's objects (drop policies excluded).
+    mutating func state(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
+                        keysGeneration: UInt64, derive: PairKeyDerivation) -> PeerObjects {
+        validate(local: local, keysGeneration: keysGeneration)
+        let now = PeerInputs(nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
+                             bootID: peer.bootID, live: live)
+        if inputs[peer.name] == now, let state = peerStates[peer.name] { return state }
+        misses += 1
+        let state = PeerObjects(DesiredState(local: local, peers: CollectionOfOne(peer), peerKeys: [peer.name: live],
+                                             keys: keys, derive: derive, includeDropPolicies: false))
+        forget(peer.name)
+        inputs[peer.name] = now
+        peerStates[peer.name] = state
+        namesByNodeID[peer.nodeID, default: []].append(peer.name)
+        for cidr in peer.podCIDRs { namesByCIDR[cidr, default: []].append(peer.name) }
+        stateCount += state.states.count
+        policyCount += state.policies.count
+        return state
+    }
+
+    private mutating func forget(_ name: String) {
+        guard let old = inputs.removeValue(forKey: name) else { return }
+        if let state = peerStates.removeValue(forKey: name) {
+            stateCount -= state.states.count
+            policyCount -= state.policies.count
+        }
+        namesByNodeID[old.nodeID]?.removeAll { $0 == name }
+        if namesByNodeID[old.nodeID]?.isEmpty == true { namesByNodeID[old.nodeID] = nil }
+        for cidr in old.podCIDRs {
+            namesByCIDR[cidr]?.removeAll { $0 == name }
+            if namesByCIDR[cidr]?.isEmpty == true { namesByCIDR[cidr] = nil }
+        }
+    }
+
+    /// Brings every peer's entry up to date (peers gone are forgotten) and returns the index of all of them plus
+    /// the global drop policies: what reconcile compares the kernel with.
+    mutating func index(peers: [String: Peer], peerKeys: [String: PeerKeys], local: LocalNode,
+                        keys: [KeyID: IPsecKey], keysGeneration: UInt64, derive: PairKeyDerivation) -> Index {
+        validate(local: local, keysGeneration: keysGeneration)
+        for (name, peer) in peers {
+            _ = state(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys,
+                      keysGeneration: keysGeneration, derive: derive)
+        }
+        if peerStates.count != peers.count {
+            for name in Array(inputs.keys) where peers[name] == nil { forget(name) }
+        }
+        return Index(peerStates: peerStates, namesByNodeID: namesByNodeID, namesByCIDR: namesByCIDR,
+                     stateCount: stateCount, policyCount: policyCount + DesiredState.dropPolicies.count)
+    }
+
+    /// Every peer's objects and the drop policies, looked up through each object's owner.
+    struct Index: DesiredObjects {
+        let peerStates: [String: PeerObjects]
+        let namesByNodeID: [UInt16: [String]]
+        let namesByCIDR: [IPPrefix: [String]]
+        let stateCount: Int
+        let policyCount: Int
+
+        private func owners(of state: XFRMState) -> [String] {
+            let nodeID: UInt16
+            if let mark = state.mark {
+                nodeID = DatapathLayout.peerNodeID(outMark: mark)
+            } else if let decoded = DatapathLayout.decode(spi: state.spi) {
+                nodeID = decoded.sender
+            } else {
+                return []
+            }
+            return namesByNodeID[nodeID] ?? []
+        }
+
+        func desiredState(matching state: XFRMState) -> XFRMState? {
+            let id = state.id
+            for name in owners(of: state) {
+                if let want = peerStates[name]?.state(id) { return want }
+            }
+            return nil
+        }
+
+        func keeps(_ state: XFRMState) -> Bool {
+            let id = state.id
+            return owners(of: state).contains { peerStates[$0]?.keptStates.contains(id) == true }
+        }
+
+        func desiredPolicy(matching policy: XFRMPolicy) -> XFRMPolicy? {
+            let id = policy.id
+            if policy.mark == DatapathLayout.encryptMarkMatch, let drop = DesiredState.dropPolicies[id] { return drop }
+            let owners: [String]
+            if policy.direction == .out {
+                guard let mark = policy.mark else { return nil }
+                owners = namesByNodeID[DatapathLayout.peerNodeID(outMark: mark)] ?? []
+            } else {
+                owners = namesByCIDR[policy.selector.source] ?? []
+            }
+            for name in owners {
+                if let want = peerStates[name]?.policy(id) { return want }
+            }
+            return nil
+        }
+
+        func forEachState(_ body: (XFRMState) -> Void) {
+            for objects in peerStates.values { objects.states.forEach(body) }
+        }
+
+        func forEachPolicy(_ body: (XFRMPolicy) -> Void) {
+            for policy in DesiredState.dropPolicies.values { body(policy) }
+            for objects in peerStates.values { objects.policies.forEach(body) }
+        }
+    }
+}

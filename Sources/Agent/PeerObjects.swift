@@ -1,0 +1,42 @@
+import XFRM
+
+/// One peer's XFRM objects, stored compactly: a handful of SAs and policies per peer, so plain arrays sized to
+/// fit, searched linearly, instead of hash tables (at 5,000 peers the agent keeps two models of every peer's
+/// objects; docs/benchmarks.md, "Memory").
+public struct PeerObjects: Sendable, Equatable {
+    public private(set) var states: [XFRMState]
+    public private(set) var keptStates: [XFRMStateID]
+    public private(set) var policies: [XFRMPolicy]
+
+    public init() {
+        states = []
+        keptStates = []
+        policies = []
+    }
+
+    public init(_ desired: DesiredState) {
+        states = Array(desired.states.values)
+        keptStates = Array(desired.keptStates)
+        policies = Array(desired.policies.values)
+    }
+
+    public var isEmpty: Bool { states.isEmpty && keptStates.isEmpty && policies.isEmpty }
+
+    public func state(_ id: XFRMStateID) -> XFRMState? {
+        states.first { $0.spi == id.spi && $0.id == id }
+    }
+
+    public func policy(_ id: XFRMPolicyID) -> XFRMPolicy? {
+        policies.first { $0.direction == id.direction && $0.id == id }
+    }
+}
+
+extension PeerObjects: DesiredObjects {
+    public func desiredState(matching state: XFRMState) -> XFRMState? { self.state(state.id) }
+    public func keeps(_ state: XFRMState) -> Bool { keptStates.contains(state.id) }
+    public func desiredPolicy(matching policy: XFRMPolicy) -> XFRMPolicy? { self.policy(policy.id) }
+    public var stateCount: Int { states.count }
+    public var policyCount: Int { policies.count }
+    public func forEachState(_ body: (XFRMState) -> Void) { states.forEach(body) }
+    public func forEachPolicy(_ body: (XFRMPolicy) -> Void) { policies.forEach(body) }
+}

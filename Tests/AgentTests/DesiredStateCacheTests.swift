@@ -1,0 +1,182 @@
+@testable import Agent
+import IPsecPrimitives
+import Keys
+import Testing
+import XFRM
+
+/// The memoized desired state must always equal the one computed from scratch, and a steady pass must reuse it.
+@Suite struct DesiredStateCacheTests {
+    static let local = LocalNode(name: "n1", nodeID: 1, underlay: IPAddress("192.0.2.1")!,
+                                 podCIDRs: [IPPrefix("10.1.0.0/24")!], bootID: "boot-1")
+
+    static func peer(_ i: Int, cidr: String? = nil) -> Peer {
+        Peer(name: "n\(i)", nodeID: UInt16(i), underlay: IPAddress("192.0.2.\(i)")!,
+             podCIDRs: [IPPrefix(cidr ?? "10.\(i).0.0/24")!], bootID: "boot-\(i)")
+    }
+
+    struct World {
+        var local = DesiredStateCacheTests.local
+        var peers: [String: Peer] = [:]
+        var peerKeys: [String: PeerKeys] = [:]
+        var keys: [KeyID: IPsecKey] = [:]
+        var keysGeneration: UInt64 = 0
+
+        func fresh() -> DesiredState {
+            DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys,
+                         derive: TestKeys.operations.derive)
+        }
+        /// The cache's index, flattened into one state (and checked to find each of its objects by identity).
+        func cached(_ cache: inout DesiredStateCache) -> DesiredState {
+            let index = cache.index(peers: peers, peerKeys: peerKeys, local: local, keys: keys,
+                                    keysGeneration: keysGeneration, derive: TestKeys.operations.derive)
+            var flat = DesiredState()
+            index.forEachState { flat.states[$0.id] = $0 }
+            index.forEachPolicy { flat.policies[$0.id] = $0 }
+            for state in cache.peerStates.values { flat.keptStates.formUnion(state.keptStates) }
+            #expect(index.stateCount == flat.states.count && index.policyCount == flat.policies.count)
+            for state in flat.states.values { #expect(index.desiredState(matching: state) == state) }
+            for policy in flat.policies.values { #expect(index.desiredPolicy(matching: policy) == policy) }
+            return flat
+        }
+    }
+
+    static func world(peers n: Int) -> World {
+        var w = World()
+        w.keys = [KeyID(1)!: TestKeys.key(1)]
+        for i in 2...(n + 1) {
+            let p = peer(i)
+            w.peers[p.name] = p
+            w.peerKeys[p.name] = PeerKeys(inbound: [KeyID(1)!], outbound: [KeyID(1)!])
+        }
+        return w
+    }
+
+    @Test func steadyPassReusesEverythingAndEqualsAFreshComputation() {
+        var w = Self.world(peers: 20)
+        var cache = DesiredStateCache()
+        let first = w.cached(&cache)
+        #expect(first == w.fresh())
+        #expect(first.states.count == 40)
+        #expect(first.policies.count == 20 * 3 + DesiredState.dropPolicies.count)
+        let misses = cache.misses
+        #expect(misses == 20)
+        // Acknowledgements and advertisements change a peer's record, not its objects.
+        w.peers["n5"]!.xfrmRevision = 99
+        w.peers["n5"]!.spi = KeyID(2)
+        w.peers["n6"]!.keyFingerprint = "other"
+        #expect(w.cached(&cache) == first)
+        #expect(cache.misses == misses)
+    }
+
+    @Test func everyInputThatShapesObjectsInvalidatesTheRightEntries() {
+        var w = Self.world(peers: 10)
+        var cache = DesiredStateCache()
+        _ = w.cached(&cache)
+        var misses = cache.misses
+
+        // A peer's pod CIDR: only that peer is recomputed.
+        w.peers["n3"]!.podCIDRs = [IPPrefix("10.33.0.0/24")!]
+        #expect(w.cached(&cache) == w.fresh())
+        #expect(cache.misses == misses + 1)
+        misses = cache.misses
+
+        // A peer's live keys (a rotation step).
+        w.keys[KeyID(2)!] = TestKeys.key(2)
+        w.keysGeneration += 1
+        w.peerKeys["n4"]!.inbound.insert(KeyID(2)!)
+        #expect(w.cached(&cache) == w.fresh())
+        #expect(cache.misses == misses + 10)  // new key material: everything
+        misses = cache.misses
+        w.peerKeys["n5"]!.outbound.insert(KeyID(2)!)
+        #expect(w.cached(&cache) == w.fresh())
+        #expect(cache.misses == misses + 1)
+
+        // Boot ID and node ID change the derived keys and SPIs.
+        w.peers["n6"]!.bootID = "rebooted"
+        w.peers["n7"]!.nodeID = 77
+        #expect(w.cached(&cache) == w.fresh())
+
+        // The local node (its node ID is in every SPI it sends with).
+        w.local.nodeID = 9
+        #expect(w.cached(&cache) == w.fresh())
+
+        // Other key material under the same key ID.
+        w.keys[KeyID(1)!] = TestKeys.key(1, byte: 0x77)
+        w.keysGeneration += 1
+        #expect(w.cached(&cache) == w.fresh())
+
+        // A departed peer's objects leave the merged state.
+        w.peers["n8"] = nil
+        w.peerKeys["n8"] = nil
+        let merged = w.cached(&cache)
+        #expect(merged == w.fresh())
+        #expect(!merged.states.values.contains { $0.destination == IPAddress("192.0.2.8")! })
+
+        // A new peer.
+        let p = Self.peer(42)
+        w.peers[p.name] = p
+        w.peerKeys[p.name] = PeerKeys(inbound: [KeyID(1)!], outbound: [KeyID(1)!])
+        #expect(w.cached(&cache) == w.fresh())
+    }
+
+    @Test func perPeerStateIsThePeersShareOfTheWhole() {
+        let w = Self.world(peers: 5)
+        var cache = DesiredStateCache()
+        let one = cache.state(for: w.peers["n3"]!, live: w.peerKeys["n3"]!, local: w.local, keys: w.keys,
+                              keysGeneration: w.keysGeneration, derive: TestKeys.operations.derive)
+        let whole = w.fresh()
+        #expect(one.states.count == 2 && one.policies.count == 3)
+        for state in one.states { #expect(whole.states[state.id] == state) }
+        for policy in one.policies { #expect(whole.policies[policy.id] == policy) }
+    }
+
+    @Test func objectsOfPeersSharingANodeIDOrPodCIDRAreNeitherDeletedNorReAdded() {
+        var w = Self.world(peers: 4)
+        // A departed peer's node ID already reassigned, and a pod CIDR claimed twice.
+        var twin = Self.peer(9)
+        twin.nodeID = 3
+        twin.podCIDRs = w.peers["n4"]!.podCIDRs
+        w.peers[twin.name] = twin
+        w.peerKeys[twin.name] = PeerKeys(inbound: [KeyID(1)!], outbound: [KeyID(1)!])
+        var cache = DesiredStateCache()
+        let index = cache.index(peers: w.peers, peerKeys: w.peerKeys, local: w.local, keys: w.keys,
+                                keysGeneration: w.keysGeneration, derive: TestKeys.operations.derive)
+        // The kernel holds every peer's objects (one copy of each identity).
+        var states: [XFRMStateID: XFRMState] = [:]
+        var policies: [XFRMPolicyID: XFRMPolicy] = DesiredState.dropPolicies
+        for objects in cache.peerStates.values {
+            for state in objects.states where states[state.id] == nil { states[state.id] = state }
+            for policy in objects.policies where policies[policy.id] == nil { policies[policy.id] = policy }
+        }
+        let diff = XFRMDiff(desired: index, actualStates: states.values, actualPolicies: policies.values)
+        #expect(diff.deleteStates.isEmpty && diff.deletePolicies.isEmpty)
+        #expect(diff.addStates.isEmpty && diff.addPolicies.isEmpty)
+        // The twin's OUT SA is found through the shared node ID.
+        let twinOut = cache.peerStates[twin.name]!.states.first { $0.destination == twin.underlay }!
+        #expect(index.desiredState(matching: twinOut) == twinOut)
+    }
+
+    @Test func diffFindsEachMissingExtraAndChangedObjectAmongMany() {
+        let w = Self.world(peers: 50)
+        let want = w.fresh()
+        var states = Array(want.states.values)
+        var policies = Array(want.policies.values)
+        #expect(XFRMDiff(desired: want, actualStates: states, actualPolicies: policies).isEmpty)
+
+        let lostState = states.removeLast()
+        let lostPolicy = policies.removeLast()
+        var tampered = policies[0]
+        tampered.priority += 1
+        policies[0] = tampered
+        var foreign = policies[1]
+        foreign.selector.destination = IPPrefix("172.16.0.0/16")!
+        policies.append(foreign)
+        let diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
+        #expect(diff.addStates == [lostState])
+        #expect(diff.addPolicies == [lostPolicy])
+        #expect(diff.updatePolicies == [want.policies[tampered.id]!])
+        #expect(diff.deletePolicies == [foreign.id])
+        #expect(diff.deleteStates.isEmpty && diff.replaceStates.isEmpty)
+        #expect(diff.count == 4)
+    }
+}
