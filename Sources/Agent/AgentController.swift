@@ -33,8 +33,7 @@ public actor AgentController {
     private let encryptMap: any EncryptMap
     private let publisher: any RecordPublisher
     private let keyOps: KeyOperations
-    private let pairKeys: PairKeyCache
-    /// `keyOps.derive` through the cache.
+    /// `keyOps.derive`; derived transforms are reused through `desiredCache`.
     private let derive: PairKeyDerivation
     private let settings: Settings
     private let now: @Sendable () -> Duration
@@ -88,7 +87,8 @@ public actor AgentController {
     /// between two reconcile passes, so neither a GCM nonce nor a sequence number is ever reused.
     public static let sequenceJump: UInt64 = 1 << 30
 
-    // Counters of adopted or still-live SAs, from reconcile dumps: packets and when they last moved.
+    // Counters of inbound SAs of old keys (adopted or still live), from reconcile dumps: packets and when they
+    // last moved.
     private var counterHistory: [XFRMStateID: (packets: UInt64, changedAt: Duration, pass: UInt64)] = [:]
     private var counterPass: UInt64 = 0
 
@@ -111,8 +111,7 @@ public actor AgentController {
         self.encryptMap = encryptMap
         self.publisher = publisher
         self.keyOps = keyOperations
-        self.pairKeys = PairKeyCache(derive: keyOperations.derive)
-        self.derive = pairKeys.derivation
+        self.derive = keyOperations.derive
         self.settings = settings
         self.now = now
         self.logger = logger
@@ -257,7 +256,9 @@ public actor AgentController {
     }
 
     private var hasOldKeys: Bool {
-        peerKeys.values.contains { $0.all.contains { $0 != currentKey } }
+        peerKeys.values.contains { live in
+            live.inbound.contains { $0 != currentKey } || live.outbound.contains { $0 != currentKey }
+        }
     }
 
     private func enter(_ next: RotationPhase) {
@@ -275,6 +276,8 @@ public actor AgentController {
     /// Removes old keys per peer and direction once the peer can no longer use them.
     private func reclaim() async {
         guard let current = currentKey, advertisedKey == current, encryptKey == current else { return }
+        // The steady state (every peer on the current key only) has nothing to reclaim: no per-peer work.
+        guard hasOldKeys || keys.count > 1 || phase != .idle else { return }
         var changed: [String] = []
         var fallbacks = 0
         for (name, live) in peerKeys {
@@ -312,7 +315,6 @@ public actor AgentController {
         for key in Set(keys.keys) where key != current && !peerKeys.values.contains(where: { $0.all.contains(key) }) {
             keys[key] = nil
         }
-        pairKeys.retain(keys: Set(keys.keys))
         if phase == .reclaim, !hasOldKeys {
             enter(.idle)
             lastRotationCompletedAt = now()
@@ -668,15 +670,24 @@ public actor AgentController {
     }
 
     private func recordCounters(_ states: [XFRMState]) {
-        // In place: a steady pass allocates nothing. Entries of SAs absent from this dump are dropped after it.
+        // In place: a steady pass allocates nothing. Only inbound SAs of keys other than the current one are
+        // tracked (the only ones a fallback reclaim may remove), so a cluster on one key tracks none. Entries of
+        // SAs absent from this dump are dropped after it.
         let t = now()
         counterPass &+= 1
         let pass = counterPass
+        var tracked = 0
         for state in states {
-            let id = state.id
-            if state.mark != nil, let sequence = state.outboundSequence {
-                sequenceHistory[id] = max(sequenceHistory[id] ?? 0, sequence)
+            if state.mark != nil {
+                if let sequence = state.outboundSequence {
+                    let id = state.id
+                    sequenceHistory[id] = max(sequenceHistory[id] ?? 0, sequence)
+                }
+                continue
             }
+            guard let key = DatapathLayout.decode(spi: state.spi)?.key, key != currentKey else { continue }
+            tracked += 1
+            let id = state.id
             let packets = state.counters?.packets ?? 0
             if let i = counterHistory.index(forKey: id), counterHistory.values[i].packets == packets {
                 counterHistory.values[i].pass = pass
@@ -684,7 +695,7 @@ public actor AgentController {
                 counterHistory[id] = (packets, t, pass)
             }
         }
-        if counterHistory.count != states.count {
+        if counterHistory.count != tracked {
             counterHistory = counterHistory.filter { $0.value.pass == pass }
         }
     }

@@ -20,12 +20,24 @@ public struct DesiredState: Sendable, Equatable {
     /// - Parameter includeDropPolicies: false for one peer's objects alone (the drop policies are global).
     public init(local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys],
                 keys: [KeyID: IPsecKey], derive: PairKeyDerivation, includeDropPolicies: Bool = true) {
+        self.init(local: local, peers: peers, peerKeys: peerKeys, keys: keys, includeDropPolicies: includeDropPolicies) {
+            key, _, source, destination, sourceBoot, destinationBoot in
+            derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
+        }
+    }
+
+    /// The transform of one SA: derived from `key` for the pair, or reused (`DesiredStateCache`).
+    typealias AlgorithmSource = (_ key: IPsecKey, _ spi: UInt32, _ source: IPAddress, _ destination: IPAddress,
+                                 _ sourceBootID: String, _ destinationBootID: String) -> XFRMAlgorithm
+
+    init(local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys], keys: [KeyID: IPsecKey],
+         includeDropPolicies: Bool, algorithm: AlgorithmSource) {
         if includeDropPolicies { policies = DesiredState.dropPolicies }
         for peer in peers {
             guard peer.nodeID != 0, peer.underlay.family == local.underlay.family,
                   let live = peerKeys[peer.name], !live.isEmpty else { continue }
-            for key in live.outbound { addOutbound(key: key, local: local, peer: peer, keys: keys, derive: derive) }
-            for key in live.inbound { addInbound(key: key, local: local, peer: peer, keys: keys, derive: derive) }
+            for key in live.outbound { addOutbound(key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
+            for key in live.inbound { addInbound(key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
             if !live.inbound.isEmpty { addAdmission(local: local, peer: peer) }
         }
     }
@@ -47,14 +59,14 @@ public struct DesiredState: Sendable, Equatable {
     }()
 
     private mutating func addOutbound(key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
-                                      derive: PairKeyDerivation) {
+                                      algorithm: AlgorithmSource) {
         let spi = DatapathLayout.spi(key: key, sender: local.nodeID)
         let mark = DatapathLayout.outMark(key: key, peer: peer.nodeID)
         let id = XFRMStateID(destination: peer.underlay, spi: spi, mark: mark)
         if let material = keys[key] {
-            let pair = derive(material, local.underlay, peer.underlay, local.bootID, peer.bootID)
+            let transform = algorithm(material, spi, local.underlay, peer.underlay, local.bootID, peer.bootID)
             states[id] = XFRMState(source: local.underlay, destination: peer.underlay, spi: spi, mode: .tunnel,
-                                   reqid: DatapathLayout.reqid, mark: mark, algorithm: pair.xfrmAlgorithm,
+                                   reqid: DatapathLayout.reqid, mark: mark, algorithm: transform,
                                    replayWindow: DatapathLayout.replayWindow, esn: true)
         } else {
             keptStates.insert(id)
@@ -72,16 +84,16 @@ public struct DesiredState: Sendable, Equatable {
     }
 
     private mutating func addInbound(key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
-                                     derive: PairKeyDerivation) {
+                                     algorithm: AlgorithmSource) {
         let spi = DatapathLayout.spi(key: key, sender: peer.nodeID)
         let id = XFRMStateID(destination: local.underlay, spi: spi)
         guard let material = keys[key] else {
             keptStates.insert(id)
             return
         }
-        let pair = derive(material, peer.underlay, local.underlay, peer.bootID, local.bootID)
+        let transform = algorithm(material, spi, peer.underlay, local.underlay, peer.bootID, local.bootID)
         states[id] = XFRMState(source: peer.underlay, destination: local.underlay, spi: spi, mode: .tunnel,
-                               reqid: DatapathLayout.reqid, algorithm: pair.xfrmAlgorithm,
+                               reqid: DatapathLayout.reqid, algorithm: transform,
                                replayWindow: DatapathLayout.replayWindow, esn: true)
     }
 

@@ -7,17 +7,27 @@ import XFRM
 ///
 /// A peer's objects are a pure function of the local node, the peer's identity (node ID, underlay, pod CIDRs,
 /// boot ID), the key generations live with it and the key material held. Acknowledgements and advertisements
-/// change a peer's record but none of these, so a steady reconcile pass recomputes nothing. The owner of a kernel
+/// change a peer's record but none of these, so a steady reconcile pass recomputes nothing. When a peer's objects
+/// are recomputed (a key added or reclaimed), the transforms of its SAs whose key material and pair did not change
+/// are reused from its previous objects: a rotation derives (HKDF) only the new key's pair keys, and no separate
+/// cache of pair keys is kept. The owner of a kernel
 /// object follows from the layout (docs/datapath.md): an OUT SA or OUT policy names the peer's node ID in its
 /// mark, an IN SA in its SPI, an IN or FWD policy selects the peer's pod CIDR as source.
 struct DesiredStateCache {
     /// What one peer's objects depend on, besides the local node and the keys (checked for the whole cache).
-    private struct PeerInputs: Equatable {
+    private struct PeerInputs {
         var nodeID: UInt16
         var underlay: IPAddress
         var podCIDRs: [IPPrefix]
         var bootID: String
         var live: PeerKeys
+        /// `materialEpoch` when computed: material changed after it makes the entry stale.
+        var stamp: UInt64
+
+        func sameShape(as other: PeerInputs) -> Bool {
+            nodeID == other.nodeID && underlay == other.underlay && bootID == other.bootID
+                && podCIDRs == other.podCIDRs && live == other.live
+        }
     }
 
     private var inputs: [String: PeerInputs] = [:]
@@ -30,34 +40,71 @@ struct DesiredStateCache {
     private var stateCount = 0
     private var policyCount = 0
     private var local: LocalNode?
-    private var keysGeneration: UInt64 = 0
+    private var keysGeneration: UInt64?
+    /// The key material the entries were computed with, and when (in `materialEpoch`) each key ID's last changed.
+    private var materials: [KeyID: IPsecKey] = [:]
+    private var materialChangedAt: [KeyID: UInt64] = [:]
+    private var materialEpoch: UInt64 = 0
 
     /// Recomputations since creation (for tests: a steady pass must not recompute anything).
     private(set) var misses = 0
 
-    /// Drops everything when the local node or the held key material changed since the last call.
-    private mutating func validate(local: LocalNode, keysGeneration: UInt64) {
-        guard local != self.local || keysGeneration != self.keysGeneration else { return }
-        self.local = local
+    /// Drops everything when the local node changed; notes which key IDs' material changed since the last call.
+    private mutating func validate(local: LocalNode, keys: [KeyID: IPsecKey], keysGeneration: UInt64) {
+        if local != self.local {
+            self.local = local
+            inputs.removeAll(keepingCapacity: true)
+            peerStates.removeAll(keepingCapacity: true)
+            namesByNodeID.removeAll(keepingCapacity: true)
+            namesByCIDR.removeAll(keepingCapacity: true)
+            stateCount = 0
+            policyCount = 0
+        }
+        guard keysGeneration != self.keysGeneration else { return }
         self.keysGeneration = keysGeneration
-        inputs.removeAll(keepingCapacity: true)
-        peerStates.removeAll(keepingCapacity: true)
-        namesByNodeID.removeAll(keepingCapacity: true)
-        namesByCIDR.removeAll(keepingCapacity: true)
-        stateCount = 0
-        policyCount = 0
+        for (id, key) in keys where materials[id] != key {
+            materialEpoch += 1
+            materialChangedAt[id] = materialEpoch
+        }
+        for id in materials.keys where keys[id] == nil {
+            materialEpoch += 1
+            materialChangedAt[id] = materialEpoch
+        }
+        materials = keys
+    }
+
+    private func isCurrent(_ entry: PeerInputs) -> Bool {
+        !entry.live.inbound.contains { (materialChangedAt[$0] ?? 0) > entry.stamp }
+            && !entry.live.outbound.contains { (materialChangedAt[$0] ?? 0) > entry.stamp }
     }
 
     /// One peer's objects (drop policies excluded).
     mutating func state(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
                         keysGeneration: UInt64, derive: PairKeyDerivation) -> PeerObjects {
-        validate(local: local, keysGeneration: keysGeneration)
+        validate(local: local, keys: keys, keysGeneration: keysGeneration)
         let now = PeerInputs(nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
-                             bootID: peer.bootID, live: live)
-        if inputs[peer.name] == now, let state = peerStates[peer.name] { return state }
+                             bootID: peer.bootID, live: live, stamp: materialEpoch)
+        let previous = inputs[peer.name]
+        if let previous, previous.sameShape(as: now), isCurrent(previous), let state = peerStates[peer.name] {
+            return state
+        }
         misses += 1
-        let state = PeerObjects(DesiredState(local: local, peers: CollectionOfOne(peer), peerKeys: [peer.name: live],
-                                             keys: keys, derive: derive, includeDropPolicies: false))
+        // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
+        // key's material has not changed since they were derived.
+        var reusable: [UInt32: XFRMAlgorithm] = [:]
+        if let previous, previous.nodeID == peer.nodeID, previous.underlay == peer.underlay,
+           previous.bootID == peer.bootID, let objects = peerStates[peer.name] {
+            for state in objects.states {
+                guard let key = DatapathLayout.decode(spi: state.spi)?.key,
+                      (materialChangedAt[key] ?? 0) <= previous.stamp else { continue }
+                reusable[state.spi] = state.algorithm
+            }
+        }
+        let state = PeerObjects(DesiredState(
+            local: local, peers: CollectionOfOne(peer), peerKeys: [peer.name: live], keys: keys,
+            includeDropPolicies: false) { key, spi, source, destination, sourceBoot, destinationBoot in
+                reusable[spi] ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
+            })
         forget(peer.name)
         inputs[peer.name] = now
         peerStates[peer.name] = state
@@ -86,7 +133,7 @@ struct DesiredStateCache {
     /// the global drop policies: what reconcile compares the kernel with.
     mutating func index(peers: [String: Peer], peerKeys: [String: PeerKeys], local: LocalNode,
                         keys: [KeyID: IPsecKey], keysGeneration: UInt64, derive: PairKeyDerivation) -> Index {
-        validate(local: local, keysGeneration: keysGeneration)
+        validate(local: local, keys: keys, keysGeneration: keysGeneration)
         for (name, peer) in peers {
             _ = state(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys,
                       keysGeneration: keysGeneration, derive: derive)

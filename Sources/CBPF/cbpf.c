@@ -157,6 +157,15 @@ int cbpf_map_next_key(int map_fd, const void *key, void *next_key)
     return bpf_map_get_next_key(map_fd, key, next_key);
 }
 
+int cbpf_map_lookup_batch(int map_fd, void *in_batch, void *out_batch, void *keys, void *values, unsigned int *count)
+{
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    __u32 n = *count;
+    int err = bpf_map_lookup_batch(map_fd, in_batch, out_batch, keys, values, &n, &opts);
+    *count = n;
+    return err < 0 ? err : 0;
+}
+
 int cbpf_possible_cpus(void)
 {
     return libbpf_num_possible_cpus();

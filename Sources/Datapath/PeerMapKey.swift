@@ -19,6 +19,13 @@ struct PeerMapKey {
         precondition(bytes.count == PeerMapKey.size(family))
     }
 
+    /// A key as the map holds it (raw bytes of `size(family)`).
+    init(family: IPAddress.Family, bytes: some Collection<UInt8>) {
+        self.family = family
+        self.bytes = Array(bytes)
+        precondition(self.bytes.count == PeerMapKey.size(family))
+    }
+
     /// An all-zero key buffer to receive a key from `get_next_key`.
     init(empty family: IPAddress.Family) {
         self.family = family

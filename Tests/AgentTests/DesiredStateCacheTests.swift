@@ -1,6 +1,7 @@
 @testable import Agent
 import IPsecPrimitives
 import Keys
+import Synchronization
 import Testing
 import XFRM
 
@@ -85,7 +86,7 @@ import XFRM
         w.keysGeneration += 1
         w.peerKeys["n4"]!.inbound.insert(KeyID(2)!)
         #expect(w.cached(&cache) == w.fresh())
-        #expect(cache.misses == misses + 10)  // new key material: everything
+        #expect(cache.misses == misses + 1)  // a new key changes no other peer's objects
         misses = cache.misses
         w.peerKeys["n5"]!.outbound.insert(KeyID(2)!)
         #expect(w.cached(&cache) == w.fresh())
@@ -117,6 +118,53 @@ import XFRM
         w.peers[p.name] = p
         w.peerKeys[p.name] = PeerKeys(inbound: [KeyID(1)!], outbound: [KeyID(1)!])
         #expect(w.cached(&cache) == w.fresh())
+    }
+
+    @Test func aRotationDerivesOnlyTheNewKeysPairKeys() {
+        let calls = Mutex(0)
+        let derive: PairKeyDerivation = { key, s, d, sb, db in
+            calls.withLock { $0 += 1 }
+            return TestKeys.operations.derive(key, s, d, sb, db)
+        }
+        var w = Self.world(peers: 10)
+        var cache = DesiredStateCache()
+        func refresh() -> Int {
+            let index = cache.index(peers: w.peers, peerKeys: w.peerKeys, local: w.local, keys: w.keys,
+                                    keysGeneration: w.keysGeneration, derive: derive)
+            var flat = DesiredState()
+            index.forEachState { flat.states[$0.id] = $0 }
+            index.forEachPolicy { flat.policies[$0.id] = $0 }
+            #expect(flat == w.fresh())  // reused transforms are the ones a fresh derivation gives
+            return calls.withLock { $0 }
+        }
+        #expect(refresh() == 20)  // one IN and one OUT pair per peer
+        #expect(refresh() == 20)
+
+        // Rotation: key 2 loaded, then added to every peer.
+        w.keys[KeyID(2)!] = TestKeys.key(2)
+        w.keysGeneration += 1
+        #expect(refresh() == 20)
+        for name in Array(w.peerKeys.keys) {
+            w.peerKeys[name]!.inbound.insert(KeyID(2)!)
+            w.peerKeys[name]!.outbound.insert(KeyID(2)!)
+        }
+        #expect(refresh() == 40)  // key 2's pairs only
+
+        // Reclaim: key 1 leaves every peer, then its material goes.
+        for name in Array(w.peerKeys.keys) {
+            w.peerKeys[name]!.inbound.remove(KeyID(1)!)
+            w.peerKeys[name]!.outbound.remove(KeyID(1)!)
+        }
+        w.keys[KeyID(1)!] = nil
+        w.keysGeneration += 1
+        #expect(refresh() == 40)
+
+        // Other material under key 2: derived again; a rebooted peer: its pairs only.
+        w.keys[KeyID(2)!] = TestKeys.key(2, byte: 0x42)
+        w.keysGeneration += 1
+        #expect(refresh() == 60)
+        w.peers["n3"]!.bootID = "rebooted"
+        #expect(refresh() == 62)
     }
 
     @Test func perPeerStateIsThePeersShareOfTheWhole() {

@@ -73,6 +73,32 @@ struct EncryptMapContractTests {
         }
     }
 
+    @Test("lists thousands of peers in batches, the same as one by one")
+    func batchedListing() throws {
+        guard Privileges.canCreateNamespaces else { return }
+        try TestPinDirectory.with { pins in
+            let map = try BPFDatapath(pinDirectory: pins.path)
+            var entries: [IPPrefix: PeerEncryptEntry] = [:]
+            for index in 0..<(BPFDatapath.readBatch * 2 + 123) {  // three batches, the last one partial
+                let prefix = IPPrefix(address: .v4(0x0A00_0000 | UInt32(index) << 8), length: 24)!
+                entries[prefix] = PeerEncryptEntry(nodeID: UInt16(index % 65_000 + 1), peerSPI: KeyID(UInt8(index % 15 + 1))!)
+            }
+            entries[IPPrefix("fd00:200::/48")!] = PeerEncryptEntry(nodeID: 7, peerSPI: KeyID(3)!)
+            for (prefix, entry) in entries { try map.upsertPeer(prefix, entry) }
+            #expect(try map.peers() == entries)
+            let fds = map.object.withLock { ($0.peerV4MapFD, $0.peerV6MapFD) }
+            var batched: [IPPrefix: PeerEncryptEntry] = [:]
+            var oneByOne: [IPPrefix: PeerEncryptEntry] = [:]
+            // The host kernel has batch operations on LPM tries; the fallback must agree with them.
+            #expect(try BPFDatapath.readPeersBatched(mapFD: fds.0, family: .v4, into: &batched))
+            #expect(try BPFDatapath.readPeersBatched(mapFD: fds.1, family: .v6, into: &batched))
+            try BPFDatapath.readPeersOneByOne(mapFD: fds.0, family: .v4, into: &oneByOne)
+            try BPFDatapath.readPeersOneByOne(mapFD: fds.1, family: .v6, into: &oneByOne)
+            #expect(batched == entries)
+            #expect(oneByOne == entries)
+        }
+    }
+
     @Test("rejects a new prefix when a family is full, naming the map", arguments: Implementation.allCases)
     func capacity(_ implementation: Implementation) throws {
         try implementation.withMap { map in

@@ -40,6 +40,10 @@ int cbpf_map_lookup(int map_fd, const void *key, void *value);
 int cbpf_map_delete(int map_fd, const void *key);
 /* Next key after `key` (NULL: the first); -ENOENT at the end. */
 int cbpf_map_next_key(int map_fd, const void *key, void *next_key);
+/* Up to *count entries after the key in in_batch (NULL: from the start) into keys/values, in one system call;
+ * out_batch receives the key to continue from. Returns 0, -ENOENT when the map is exhausted (*count entries were
+ * still returned), or another -errno (-EOPNOTSUPP/-ENOTSUPP/-EINVAL: the map type has no batch operations). */
+int cbpf_map_lookup_batch(int map_fd, void *in_batch, void *out_batch, void *keys, void *values, unsigned int *count);
 
 /* Number of possible CPUs: the value count of a per-CPU map lookup. */
 int cbpf_possible_cpus(void);
