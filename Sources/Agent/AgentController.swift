@@ -655,7 +655,7 @@ public actor AgentController {
     }
 
     /// The owned objects of a dump; no copy when the kernel adapter already filtered (the usual case).
-    static func owned<T>(_ objects: [T], _ owns: (T) -> Bool) -> [T] {
+    public static func owned<T>(_ objects: [T], _ owns: (T) -> Bool) -> [T] {
         objects.allSatisfy(owns) ? objects : objects.filter(owns)
     }
 

@@ -23,11 +23,13 @@ public final class XFRMClientKernel: XFRMKernel {
     }
 
     public func ownedStates() async throws -> [XFRMState] {
-        try await run { client in Result { try client.states() } }.mapError(Self.classify).get().filter(DatapathLayout.owns)
+        AgentController.owned(try await run { client in Result { try client.states() } }.mapError(Self.classify).get(),
+                              DatapathLayout.owns)
     }
 
     public func ownedPolicies() async throws -> [XFRMPolicy] {
-        try await run { client in Result { try client.policies() } }.mapError(Self.classify).get().filter(DatapathLayout.owns)
+        AgentController.owned(try await run { client in Result { try client.policies() } }.mapError(Self.classify).get(),
+                              DatapathLayout.owns)
     }
 
     public func state(_ id: XFRMStateID) async throws -> XFRMState? {

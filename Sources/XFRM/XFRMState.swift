@@ -79,9 +79,18 @@ public struct XFRMState: Hashable, Sendable, CustomStringConvertible {
     public var replayWindow: UInt32
     public var esn: Bool
     /// Optional traffic selector; nil means "any" of the address family.
-    public var selector: XFRMSelector?
+    public var selector: XFRMSelector? {
+        get { extras?.selector }
+        set { extras = XFRMStateExtras.make(selector: newValue, counters: counters) }
+    }
     /// Filled in by dumps and gets; not sent on install.
-    public var counters: XFRMLifetimeCounters?
+    public var counters: XFRMLifetimeCounters? {
+        get { extras?.counters }
+        set { extras = XFRMStateExtras.make(selector: selector, counters: newValue) }
+    }
+    /// `selector` and `counters`, out of line: the SAs an agent models never set them, and inline they would
+    /// make every SA value (and every request carrying one) about twice as large.
+    private var extras: XFRMStateExtras?
     /// ESN output sequence number (`oseq_hi:oseq`). On add: where the SA starts counting (a re-created SA must
     /// start past every sequence number its key already used, or GCM nonces repeat and the peer's replay
     /// window rejects it). From dumps: the last sequence number sent. Nil: 0 on add, unknown on read.
@@ -104,8 +113,7 @@ public struct XFRMState: Hashable, Sendable, CustomStringConvertible {
         self.algorithm = algorithm
         self.replayWindow = replayWindow
         self.esn = esn
-        self.selector = selector
-        self.counters = counters
+        self.extras = XFRMStateExtras.make(selector: selector, counters: counters)
         self.outboundSequence = outboundSequence
     }
 
@@ -114,5 +122,30 @@ public struct XFRMState: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         "state src \(source) dst \(destination) spi 0x\(String(spi, radix: 16)) reqid \(reqid) mode \(mode)"
             + (mark.map { " mark \($0)" } ?? "")
+    }
+}
+
+/// The rarely set fields of an `XFRMState`; compared and hashed by value.
+private final class XFRMStateExtras: Hashable, Sendable {
+    let selector: XFRMSelector?
+    let counters: XFRMLifetimeCounters?
+
+    private init(selector: XFRMSelector?, counters: XFRMLifetimeCounters?) {
+        self.selector = selector
+        self.counters = counters
+    }
+
+    /// Nil when neither is set, so equal states hold equal references-or-nil.
+    static func make(selector: XFRMSelector?, counters: XFRMLifetimeCounters?) -> XFRMStateExtras? {
+        selector == nil && counters == nil ? nil : XFRMStateExtras(selector: selector, counters: counters)
+    }
+
+    static func == (a: XFRMStateExtras, b: XFRMStateExtras) -> Bool {
+        a.selector == b.selector && a.counters == b.counters
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(selector)
+        hasher.combine(counters)
     }
 }
