@@ -1,5 +1,6 @@
 import Crypto
 import IPsecPrimitives
+import Synchronization
 
 /// Derives the key of one directional SA (source node → destination node) from the node-wide key.
 ///
@@ -31,24 +32,47 @@ public enum KeyDerivation {
         sourceBootID: String,
         destinationBootID: String
     ) -> PairKey {
-        func derive(_ component: SecretBytes, _ purpose: Purpose) -> SecretBytes {
+        // HKDF = Expand(Extract(salt, IKM), info). Extract depends on the key alone, so it runs once per key (a
+        // rotation derives two pair keys per peer: half the HMACs of running both steps every time).
+        let prks = pseudoRandomKeys(for: key)
+        func derive(_ prk: SymmetricKey, _ count: Int, _ purpose: Purpose) -> SecretBytes {
             let info = self.info(
                 purpose: purpose, key: key, source: source, destination: destination,
                 sourceBootID: sourceBootID, destinationBootID: destinationBootID
             )
-            let derived = component.withUnsafeBytes { ikm in
-                HKDF<SHA256>.deriveKey(
-                    inputKeyMaterial: SymmetricKey(data: ikm), salt: salt, info: info,
-                    outputByteCount: component.count
-                )
-            }
+            let derived = HKDF<SHA256>.expand(pseudoRandomKey: prk, info: info, outputByteCount: count)
             return derived.withUnsafeBytes { SecretBytes($0) }
         }
         return PairKey(
             algorithm: key.algorithm,
-            encryptionKey: derive(key.encryptionKey, .encryption),
-            authenticationKey: key.authenticationKey.map { derive($0, .authentication) }
+            encryptionKey: derive(prks.encryption, key.encryptionKey.count, .encryption),
+            authenticationKey: key.authenticationKey.map { derive(prks.authentication!, $0.count, .authentication) }
         )
+    }
+
+    private struct Extracted {
+        var key: IPsecKey
+        var encryption: SymmetricKey
+        var authentication: SymmetricKey?
+    }
+
+    /// HKDF-Extract of the last few keys' components (a rotation holds two keys).
+    private static let extracted = Mutex<[Extracted]>([])
+
+    private static func pseudoRandomKeys(for key: IPsecKey) -> (encryption: SymmetricKey, authentication: SymmetricKey?) {
+        if let hit = extracted.withLock({ $0.first { $0.key == key } }) { return (hit.encryption, hit.authentication) }
+        func extract(_ component: SecretBytes) -> SymmetricKey {
+            let prk = component.withUnsafeBytes { ikm in
+                HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: ikm), salt: salt)
+            }
+            return prk.withUnsafeBytes { SymmetricKey(data: $0) }
+        }
+        let entry = Extracted(key: key, encryption: extract(key.encryptionKey), authentication: key.authenticationKey.map(extract))
+        extracted.withLock { entries in
+            entries.append(entry)
+            if entries.count > 4 { entries.removeFirst() }
+        }
+        return (entry.encryption, entry.authentication)
     }
 
     /// The HKDF info bytes, laid out as documented on the type.
@@ -56,10 +80,14 @@ public enum KeyDerivation {
         purpose: Purpose, key: IPsecKey, source: IPAddress, destination: IPAddress,
         sourceBootID: String, destinationBootID: String
     ) -> [UInt8] {
-        var info: [UInt8] = [purpose.rawValue, key.id.rawValue]
+        var info: [UInt8] = []
+        info.reserveCapacity(64 + sourceBootID.utf8.count + destinationBootID.utf8.count)
+        info += [purpose.rawValue, key.id.rawValue]
         info += ByteEncoding.lengthPrefixed(Array(key.algorithm.identifier.utf8))
-        info += [UInt8(source.bytes.count)] + source.bytes
-        info += [UInt8(destination.bytes.count)] + destination.bytes
+        info.append(UInt8(source.bytes.count))
+        info += source.bytes
+        info.append(UInt8(destination.bytes.count))
+        info += destination.bytes
         info += ByteEncoding.lengthPrefixed(Array(sourceBootID.utf8))
         info += ByteEncoding.lengthPrefixed(Array(destinationBootID.utf8))
         return info

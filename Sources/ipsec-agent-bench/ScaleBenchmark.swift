@@ -39,6 +39,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Flag(help: .hidden)
     var agentOnly = false
 
+    @Option(help: .hidden)
+    var hthresh4: String?
+
     func run() async throws {
         if agentOnly {
             // Child mode: one size, the agent alone in this process, so its peak RSS is the agent's.
@@ -74,6 +77,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)"]
+        if let h = hthresh4 { arguments += ["--hthresh4", h] }
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
         if memoryMap { arguments.append("--memory-map") }
         process.arguments = arguments
@@ -148,6 +152,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         var result = Result()
         result.baselineRSS = Self.peakRSSMegabytes()
         let nsAgent = try BenchNamespace("ipsa-scale-a")
+        if let h = hthresh4 { _ = BenchNamespace.ip(["-n", nsAgent.name, "xfrm", "policy", "set", "hthresh4"] + h.split(separator: " ").map(String.init)) }
         let pins = "/sys/fs/bpf/ipsa-scale-\(getpid())"
         defer {
             nsAgent.destroy()
@@ -258,6 +263,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
     /// that holds the same old-key objects.
     func measureFloor(peers n: Int) throws -> Double {
         let nsFloor = try BenchNamespace("ipsa-scale-f")
+        if let h = hthresh4 { _ = BenchNamespace.ip(["-n", nsFloor.name, "xfrm", "policy", "set", "hthresh4"] + h.split(separator: " ").map(String.init)) }
         defer { nsFloor.destroy() }
         let clock = ContinuousClock()
         let local = Self.local
