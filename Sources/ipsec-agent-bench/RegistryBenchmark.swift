@@ -8,8 +8,9 @@ import Glibc
 #endif
 
 /// `ipsec-agent-bench registry`: one record update fanned out to many watchers of the embedded registry
-/// (in-process server on loopback, each watcher its own long-poll connection). Prints delivery latency from
-/// the start of the publish call to each watcher receiving the event. With `--etcd URL`, the same against etcd.
+/// (in-process server on loopback, each watcher its own connection: a streaming watch, and for comparison
+/// chained long polls). Prints delivery latency from the start of the publish call to each watcher
+/// receiving the event. With `--etcd URL`, the same against etcd.
 struct RegistryBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry", abstract: "Registry watch fan-out: p50/p99 delivery latency of one update to N watchers.")
@@ -28,13 +29,23 @@ struct RegistryBenchmark: AsyncParsableCommand {
     @Option(help: "Also measure an etcd 3.4 JSON gateway at this URL (e.g. http://127.0.0.1:23790).")
     var etcd: String?
 
+    @Option(help: "Embedded registry watch transports to measure, in order: stream, long-poll (comma-separated).")
+    var embedded: String = "stream,long-poll"
+
     func run() async throws {
         raiseFileLimit(to: rlim_t(watchers) * 2 + 256)
-        try await runEmbedded()
+        for transport in embedded.split(separator: ",") {
+            switch transport {
+            case "stream": try await runEmbedded(.stream)
+            case "long-poll": try await runEmbedded(.longPoll)
+            case "none": break
+            default: throw ValidationError("--embedded: unknown transport \(transport) (stream, long-poll, none)")
+            }
+        }
         if let etcd { try await runEtcd(endpoint: etcd) }
     }
 
-    private func runEmbedded() async throws {
+    private func runEmbedded(_ transport: EmbeddedRegistryClient.WatchTransport) async throws {
         let directory = "/tmp/ipsec-agent-bench-registry-\(getpid())"
         defer { _ = try? removeDirectory(directory) }
         let credentials = RegistryCredentials(secret: SecretBytes((0..<32).map { _ in UInt8.random(in: 0...255) }))
@@ -53,8 +64,8 @@ struct RegistryBenchmark: AsyncParsableCommand {
             connections: connections)
         let watcher = EmbeddedRegistryClient(
             baseURL: baseURL, nodeName: "bench-watcher", credential: credentials.credential(for: "bench-watcher"),
-            connections: connections, watchWait: .seconds(30))
-        try await fanOut(label: "embedded", publisher: publisher, watcher: watcher)
+            connections: connections, watchWait: .seconds(30), watchTransport: transport)
+        try await fanOut(label: transport == .stream ? "embedded, stream" : "embedded, long poll", publisher: publisher, watcher: watcher)
         try? await connections.shutdown()
     }
 
