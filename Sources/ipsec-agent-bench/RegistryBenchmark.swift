@@ -50,9 +50,10 @@ struct RegistryBenchmark: AsyncParsableCommand {
         defer { _ = try? removeDirectory(directory) }
         let credentials = RegistryCredentials(secret: SecretBytes((0..<32).map { _ in UInt8.random(in: 0...255) }))
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let statistics = RegistryServerStatistics()
         let server = RegistryServer(
             configuration: .init(host: "127.0.0.1", port: 0, dataDirectory: directory, maxWatchWait: .seconds(30)),
-            credentials: credentials, onListening: { portContinuation.yield($0) })
+            credentials: credentials, statistics: statistics, onListening: { portContinuation.yield($0) })
         let serverTask = Task { try await server.run() }
         defer { serverTask.cancel() }
         var portIterator = ports.makeAsyncIterator()
@@ -65,8 +66,15 @@ struct RegistryBenchmark: AsyncParsableCommand {
         let watcher = EmbeddedRegistryClient(
             baseURL: baseURL, nodeName: "bench-watcher", credential: credentials.credential(for: "bench-watcher"),
             connections: connections, watchWait: .seconds(30), watchTransport: transport)
-        try await fanOut(label: transport == .stream ? "embedded, stream" : "embedded, long poll", publisher: publisher, watcher: watcher)
+        let watchers = self.watchers
+        let allStreamsOpen: @Sendable () -> Bool = { statistics.openStreams >= watchers }
+        try await fanOut(
+            label: transport == .stream ? "embedded, stream" : "embedded, long poll", publisher: publisher, watcher: watcher,
+            ready: transport == .stream ? allStreamsOpen : nil)
         try? await connections.shutdown()
+        // Stop the server before the next measurement starts.
+        serverTask.cancel()
+        _ = await serverTask.result
     }
 
     private func runEtcd(endpoint: String) async throws {
@@ -78,7 +86,9 @@ struct RegistryBenchmark: AsyncParsableCommand {
 
     /// Opens `watchers` watches through `watcher`, publishes `rounds` updates through `publisher`, and
     /// prints the delivery latency distribution.
-    private func fanOut(label: String, publisher: any NodeRegistry, watcher: any NodeRegistry) async throws {
+    private func fanOut(
+        label: String, publisher: any NodeRegistry, watcher: any NodeRegistry, ready: (@Sendable () -> Bool)? = nil
+    ) async throws {
         let start = try await publisher.list().revision
         let clock = ContinuousClock()
         // Each watcher reports (revision, arrival) for every put of the publisher's record.
@@ -97,7 +107,14 @@ struct RegistryBenchmark: AsyncParsableCommand {
         }
         defer { for task in watchTasks { task.cancel() } }
         // Let every watch reach the server before measuring.
-        try await Task.sleep(for: .seconds(max(2, watchers / 250)))
+        if let ready {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !ready(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            guard ready() else { throw RegistryError.unavailable("\(label): not every watch opened within 60 s") }
+            try await Task.sleep(for: .seconds(1))
+        } else {
+            try await Task.sleep(for: .seconds(max(2, watchers / 250)))
+        }
 
         var latencies: [Duration] = []
         var fanOutTimes: [Duration] = []
