@@ -143,7 +143,9 @@ struct RegistryAPI: Sendable {
         }
         let store = self.store
         let statistics = self.statistics
+        // `X-Accel-Buffering: no` asks nginx-style proxies not to buffer the stream.
         var headers: HTTPFields = [.contentType: RegistryWire.streamContentType, .cacheControl: "no-store"]
+        headers[.init("X-Accel-Buffering")!] = "no"
         let ms = watchKeepalive.components.seconds * 1000 + watchKeepalive.components.attoseconds / 1_000_000_000_000_000
         headers[.init(RegistryWire.keepaliveHeader)!] = String(ms)
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in

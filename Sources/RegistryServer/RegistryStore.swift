@@ -320,13 +320,13 @@ actor RegistryStore {
 
     /// Opens a stream after `after`: the backlog and the registration happen in one actor turn, so the
     /// stream sees every change exactly once and in order.
-    func subscribe(after: Int64) throws -> Subscription {
+    func subscribe(after: Int64, maxEventsPerLine: Int = 1000) throws -> Subscription {
         guard after >= compactedRevision, after <= revision else { return .compacted(compactedRevision: compactedRevision) }
         guard !closing else { return .closed }
         var backlog: [ByteBuffer] = []
         var cursor = Int(after - compactedRevision)
         repeat {
-            let end = min(history.count, cursor + 1000)
+            let end = min(history.count, cursor + max(1, maxEventsPerLine))
             let chunk = Array(history[cursor..<end])
             let lineRevision = end == history.count ? revision : (chunk.last.map(RegistryStore.revision(of:)) ?? revision)
             backlog.append(try RegistryStore.encodeLine(RegistryWire.WatchResponse(

@@ -118,11 +118,13 @@ struct RegistryBenchmark: AsyncParsableCommand {
 
         var latencies: [Duration] = []
         var fanOutTimes: [Duration] = []
+        var publishTimes: [Duration] = []
         var iterator = arrivals.makeAsyncIterator()
         for round in 1...rounds {
             let record = NodeRecord(name: "bench-publisher", bootID: "bench", spi: KeyID(round % 15 + 1))
             let sent = clock.now
             let stored = try await publisher.publish(record)
+            publishTimes.append(sent.duration(to: clock.now))
             var received = 0
             var last = Duration.zero
             while received < watchers, let (eventRevision, at) = await iterator.next() {
@@ -136,6 +138,7 @@ struct RegistryBenchmark: AsyncParsableCommand {
         }
         latencies.sort()
         fanOutTimes.sort()
+        publishTimes.sort()
         func percentile(_ values: [Duration], _ p: Double) -> String {
             let index = min(values.count - 1, Int((Double(values.count) * p).rounded(.up)) - 1)
             return format(values[max(0, index)])
@@ -143,6 +146,7 @@ struct RegistryBenchmark: AsyncParsableCommand {
         print("registry fan-out (\(label), \(watchers) watchers, \(rounds) updates, \(latencies.count) deliveries)")
         print("  delivery latency   p50 \(percentile(latencies, 0.50))  p99 \(percentile(latencies, 0.99))  max \(format(latencies.last!))")
         print("  all-watchers time  p50 \(percentile(fanOutTimes, 0.50))  p99 \(percentile(fanOutTimes, 0.99))")
+        print("  publish call       p50 \(percentile(publishTimes, 0.50))  max \(format(publishTimes.last!))")
     }
 
     private func format(_ d: Duration) -> String {

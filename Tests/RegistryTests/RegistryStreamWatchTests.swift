@@ -158,6 +158,7 @@ import Glibc
             #expect(stream.response.status == .ok)
             #expect(stream.response.headers.first(name: "content-type") == "application/x-ndjson")
             #expect(stream.response.headers.first(name: "x-registry-keepalive-ms") == "200")
+            #expect(stream.response.headers.first(name: "transfer-encoding") == "chunked")
             // First line: the (empty) backlog at the current revision.
             #expect(try decodeLine(try await stream.nextLine()) == Line(revision: start, events: []))
             let stored = try await a.publish(record("node-a", spi: 4))
@@ -279,7 +280,45 @@ import Glibc
         #expect(ContinuousClock.now - started < .seconds(30))
     }
 
-    // MARK: Hub
+    // MARK: Store and hub
+
+    @Test func aLongBacklogIsSentInLinesOfBoundedSizeThenLiveChangesFollow() async throws {
+        let directory = TestRegistryServer.makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try RegistryStore(directory: directory, leaseTTL: .seconds(30), logger: TestRegistryServer.quietLogger)
+        for spi in 1...5 { _ = try await store.publish(record("node-a", spi: UInt8(spi))) }
+        guard case .subscribed(let subscriber, let backlog) = try await store.subscribe(after: 0, maxEventsPerLine: 2) else {
+            Issue.record("expected a subscription")
+            return
+        }
+        func decode(_ buffer: ByteBuffer) throws -> (Int64, [Int64]) {
+            let text = String(buffer: buffer)
+            #expect(text.hasSuffix("\n"))
+            let line = try JSONDecoder().decode(RegistryWire.WatchResponse.self, from: Data(text.utf8))
+            return (line.revision, line.events.map(\.revision))
+        }
+        // Each line's revision is its last event's, the last line's the current revision.
+        let lines = try backlog.map(decode)
+        #expect(lines.map(\.0) == [2, 4, 5])
+        #expect(lines.map(\.1) == [[1, 2], [3, 4], [5]])
+        // A store with no backlog after `after` still sends one (empty) line first.
+        guard case .subscribed(let other, let empty) = try await store.subscribe(after: 5) else {
+            Issue.record("expected a subscription")
+            return
+        }
+        #expect(try empty.map(decode).map(\.1) == [[]])
+        // A deletion reaches both subscribers as the same bytes.
+        _ = try await store.delete(name: "node-a")
+        let first = try #require(await subscriber.next())
+        let second = try #require(await other.next())
+        #expect(first == second)
+        #expect(try first.map(decode).map(\.1) == [[6]])
+        // Keepalives carry no events and the current revision.
+        await store.sendKeepalive()
+        #expect(try #require(await subscriber.next()).map(decode).map(\.0) == [6])
+        await store.close()
+        #expect(await subscriber.next() == nil)
+    }
 
     @Test func aStreamThatFallsBehindGetsOneResyncLineAndEnds() async throws {
         let hub = WatchStreamHub(maxPendingLines: 2)
