@@ -15,6 +15,8 @@ struct RegistryAPI: Sendable {
     let credentials: RegistryCredentials
     let maxBodyBytes: Int
     let maxWatchWait: Duration
+    let watchKeepalive: Duration
+    let statistics: RegistryServerStatistics
     let watchCache = WatchResponseCache()
 
     /// An error answer: status and a message naming the problem.
@@ -97,6 +99,17 @@ struct RegistryAPI: Sendable {
         guard let afterText = query.get("after"), let after = Int64(afterText), after >= 0 else {
             throw Failure(status: .badRequest, message: "after: a revision (integer >= 0) is required")
         }
+        if let streamText = query.get("stream") {
+            guard streamText == "1" || streamText == "0" else {
+                throw Failure(status: .badRequest, message: "stream: 1 (streaming watch) or 0 (long poll) expected")
+            }
+            if streamText == "1" {
+                guard query.get("timeout") == nil else {
+                    throw Failure(status: .badRequest, message: "timeout: not allowed with stream=1 (a stream stays open)")
+                }
+                return try await streamWatch(after: after)
+            }
+        }
         var wait = maxWatchWait
         if let timeoutText = query.get("timeout") {
             guard let seconds = Int(timeoutText), seconds >= 0 else {
@@ -109,17 +122,61 @@ struct RegistryAPI: Sendable {
         }
         switch await store.events(after: after) {
         case .compacted(let compactedRevision):
-            throw Failure(
-                status: .gone,
-                message: "revision \(after) is not in the history (kept: after \(compactedRevision) up to the current revision); list and watch again",
-                compactedRevision: compactedRevision)
+            throw gone(after: after, compactedRevision: compactedRevision)
         case .events(let events, let revision):
+            statistics.longPollAnswered()
             let body = try watchCache.body(after: after, revision: revision) {
                 ByteBuffer(bytes: try JSONEncoder().encode(
                     RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init))))
             }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         }
+    }
+
+    /// A streaming watch: a chunked answer that stays open, one NDJSON line per batch of changes (the bytes
+    /// encoded once by the store and shared by every stream), a keepalive line every `watchKeepalive`.
+    /// A compacted `after` answers 410 before streaming starts; a stream that falls behind ends with a
+    /// resync line (the 410 body).
+    private func streamWatch(after: Int64) async throws -> Response {
+        if case .compacted(let compactedRevision) = await store.events(after: after, limit: 0) {
+            throw gone(after: after, compactedRevision: compactedRevision)
+        }
+        let store = self.store
+        let statistics = self.statistics
+        // `X-Accel-Buffering: no` asks nginx-style proxies not to buffer the stream.
+        var headers: HTTPFields = [.contentType: RegistryWire.streamContentType, .cacheControl: "no-store"]
+        headers[.init("X-Accel-Buffering")!] = "no"
+        let ms = watchKeepalive.components.seconds * 1000 + watchKeepalive.components.attoseconds / 1_000_000_000_000_000
+        headers[.init(RegistryWire.keepaliveHeader)!] = String(ms)
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            switch try await store.subscribe(after: after) {
+            case .compacted(let compactedRevision):
+                // Compacted between the check above and now: tell it in the stream.
+                try await writer.write(ByteBuffer(bytes: try JSONEncoder().encode(RegistryWire.ErrorBody(
+                    error: "revision \(after) is not in the history; list and watch again",
+                    compactedRevision: compactedRevision)) + [UInt8(ascii: "\n")]))
+            case .closed:
+                break
+            case .subscribed(let subscriber, let backlog):
+                statistics.streamOpened()
+                defer {
+                    store.streams.remove(subscriber)
+                    statistics.streamClosed()
+                }
+                try await writer.write(contentsOf: backlog)
+                while let lines = await subscriber.next() {
+                    try await writer.write(contentsOf: lines)
+                }
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    private func gone(after: Int64, compactedRevision: Int64) -> Failure {
+        Failure(
+            status: .gone,
+            message: "revision \(after) is not in the history (kept: after \(compactedRevision) up to the current revision); list and watch again",
+            compactedRevision: compactedRevision)
     }
 
     // MARK: Authentication

@@ -23,10 +23,16 @@ public struct RegistryServer: Service {
         public var maxBodyBytes: Int
         /// Longest a watch request waits for a change before answering with no events.
         public var maxWatchWait: Duration
+        /// How often every streaming watch gets a keepalive line (so clients detect a dead stream).
+        public var watchKeepalive: Duration
+        /// Lines queued for a streaming watch whose client does not read, before that stream is ended with
+        /// a resync line.
+        public var maxPendingStreamLines: Int
 
         public init(
             host: String = "127.0.0.1", port: Int = 7470, dataDirectory: String, leaseTTL: Duration = .seconds(30),
-            historyLimit: Int = 10_000, maxBodyBytes: Int = 64 * 1024, maxWatchWait: Duration = .seconds(30)
+            historyLimit: Int = 10_000, maxBodyBytes: Int = 64 * 1024, maxWatchWait: Duration = .seconds(30),
+            watchKeepalive: Duration = .seconds(5), maxPendingStreamLines: Int = 4096
         ) {
             self.host = host
             self.port = port
@@ -35,6 +41,8 @@ public struct RegistryServer: Service {
             self.historyLimit = historyLimit
             self.maxBodyBytes = maxBodyBytes
             self.maxWatchWait = maxWatchWait
+            self.watchKeepalive = max(watchKeepalive, .milliseconds(10))
+            self.maxPendingStreamLines = maxPendingStreamLines
         }
     }
 
@@ -42,13 +50,17 @@ public struct RegistryServer: Service {
     private let credentials: RegistryCredentials
     private let logger: Logger
     private let onListening: @Sendable (Int) async -> Void
+    /// Watch traffic counters of this server.
+    public let statistics: RegistryServerStatistics
 
     public init(
         configuration: Configuration, credentials: RegistryCredentials,
         logger: Logger = Logger(label: "ipsec-agent.registry-server"),
+        statistics: RegistryServerStatistics = RegistryServerStatistics(),
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         self.configuration = configuration
+        self.statistics = statistics
         self.credentials = credentials
         self.logger = logger
         self.onListening = onListening
@@ -57,10 +69,11 @@ public struct RegistryServer: Service {
     public func run() async throws {
         let store = try RegistryStore(
             directory: configuration.dataDirectory, leaseTTL: configuration.leaseTTL,
-            historyLimit: configuration.historyLimit, logger: logger)
+            historyLimit: configuration.historyLimit, maxPendingStreamLines: configuration.maxPendingStreamLines,
+            logger: logger)
         let api = RegistryAPI(
             store: store, credentials: credentials, maxBodyBytes: configuration.maxBodyBytes,
-            maxWatchWait: configuration.maxWatchWait)
+            maxWatchWait: configuration.maxWatchWait, watchKeepalive: configuration.watchKeepalive, statistics: statistics)
         let onListening = self.onListening
         let logger = self.logger
         let app = Application(
@@ -78,11 +91,12 @@ public struct RegistryServer: Service {
             try await withGracefulShutdownHandler {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { await store.runLeaseSweeper(interval: sweepInterval) }
+                    group.addTask { [keepalive = configuration.watchKeepalive] in await store.runKeepalive(interval: keepalive) }
                     try await app.run()
                     group.cancelAll()
                 }
             } onGracefulShutdown: {
-                // Long polls would otherwise hold the shutdown for up to `maxWatchWait`.
+                // Long polls would otherwise hold the shutdown for up to `maxWatchWait`, streams forever.
                 Task { await store.beginShutdown() }
             }
         } catch {

@@ -54,10 +54,12 @@ actor RegistryStore {
     private var waiters: [Int: Waiter] = [:]
     private var nextWaiterID = 0
     private var closing = false
+    /// Open streaming watches: every change is encoded once here and the bytes queued on each stream.
+    nonisolated let streams: WatchStreamHub
 
     /// Opens (or creates) `directory/registry.sqlite`.
     init(
-        directory: String, leaseTTL: Duration, historyLimit: Int = 10_000,
+        directory: String, leaseTTL: Duration, historyLimit: Int = 10_000, maxPendingStreamLines: Int = 4096,
         nowMillis: @escaping @Sendable () -> Int64 = RegistryStore.wallClockMillis,
         logger: Logger
     ) throws {
@@ -69,6 +71,7 @@ actor RegistryStore {
         self.historyLimit = max(1, historyLimit)
         self.nowMillis = nowMillis
         self.logger = logger
+        self.streams = WatchStreamHub(maxPendingLines: maxPendingStreamLines)
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var configuration = GRDB.Configuration()
@@ -117,6 +120,7 @@ actor RegistryStore {
     func beginShutdown() {
         closing = true
         wakeAll()
+        streams.finishAll()
     }
 
     /// Closes the database (after `beginShutdown`), so a successor can open it at once.
@@ -230,7 +234,7 @@ actor RegistryStore {
             try RegistryStore.saveMeta(db, revision: eventRevision, nextNodeID: nextNodeID)
         }
         live[stored.name] = Live(record: stored, leaseDeadline: ContinuousClock.now + leaseTTL)
-        append(.put(stored, revision: eventRevision))
+        append([.put(stored, revision: eventRevision)])
         return stored
     }
 
@@ -282,18 +286,105 @@ actor RegistryStore {
             }
             try RegistryStore.saveMeta(db, revision: first + Int64(names.count) - 1, nextNodeID: nextNodeID)
         }
+        var events: [RegistryEvent] = []
         for (offset, name) in names.enumerated() {
             live[name] = nil
-            append(.deleted(name: name, revision: first + Int64(offset)))
+            events.append(.deleted(name: name, revision: first + Int64(offset)))
+        }
+        append(events)
+    }
+
+    /// Records committed events, then wakes the long polls and queues one encoded line on every stream.
+    private func append(_ events: [RegistryEvent]) {
+        for event in events {
+            if case .put(_, let r) = event { revision = r }
+            if case .deleted(_, let r) = event { revision = r }
+            history.append(event)
+        }
+        if history.count > historyLimit + historyLimit / 10 { compact() }
+        wakeAll()
+        broadcast(events)
+    }
+
+    // MARK: Streaming watches
+
+    /// What `subscribe(after:)` answers.
+    enum Subscription: Sendable {
+        /// The backlog after the requested revision (lines of at most 1000 events; at least one line, empty
+        /// events when there is no backlog), then every later change through `subscriber`.
+        case subscribed(WatchStreamSubscriber, backlog: [ByteBuffer])
+        case compacted(compactedRevision: Int64)
+        /// The server is shutting down.
+        case closed
+    }
+
+    /// Opens a stream after `after`: the backlog and the registration happen in one actor turn, so the
+    /// stream sees every change exactly once and in order.
+    func subscribe(after: Int64, maxEventsPerLine: Int = 1000) throws -> Subscription {
+        guard after >= compactedRevision, after <= revision else { return .compacted(compactedRevision: compactedRevision) }
+        guard !closing else { return .closed }
+        var backlog: [ByteBuffer] = []
+        var cursor = Int(after - compactedRevision)
+        repeat {
+            let end = min(history.count, cursor + max(1, maxEventsPerLine))
+            let chunk = Array(history[cursor..<end])
+            let lineRevision = end == history.count ? revision : (chunk.last.map(RegistryStore.revision(of:)) ?? revision)
+            backlog.append(try RegistryStore.encodeLine(RegistryWire.WatchResponse(
+                revision: lineRevision, events: chunk.map(RegistryWire.Event.init))))
+            cursor = end
+        } while cursor < history.count
+        guard let subscriber = streams.subscribe() else { return .closed }
+        return .subscribed(subscriber, backlog: backlog)
+    }
+
+    /// Queues a keepalive line (`{"revision":R,"events":[]}`) on every open stream.
+    func sendKeepalive() {
+        guard streams.count > 0 else { return }
+        broadcast(RegistryWire.WatchResponse(revision: revision, events: []))
+    }
+
+    /// Sends a keepalive every `interval` until cancelled.
+    func runKeepalive(interval: Duration) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            sendKeepalive()
         }
     }
 
-    private func append(_ event: RegistryEvent) {
-        if case .put(_, let r) = event { revision = r }
-        if case .deleted(_, let r) = event { revision = r }
-        history.append(event)
-        if history.count > historyLimit + historyLimit / 10 { compact() }
-        wakeAll()
+    private func broadcast(_ events: [RegistryEvent]) {
+        guard !events.isEmpty, streams.count > 0 else { return }
+        broadcast(RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init)))
+    }
+
+    /// Encodes `response` once and queues the same bytes on every stream. A change that cannot be encoded
+    /// (never expected) ends every stream with a resync rather than skipping it.
+    private func broadcast(_ response: RegistryWire.WatchResponse) {
+        do {
+            streams.broadcast(try RegistryStore.encodeLine(response), resyncLine: resyncLine)
+        } catch {
+            logger.error("encoding a watch line failed; streams resync", metadata: ["error": "\(error)"])
+            streams.resyncAll(with: resyncLine())
+        }
+    }
+
+    /// Told to a stream that fell behind (or whose change could not be encoded), as its last line: the
+    /// same body as a 410 answer.
+    private func resyncLine() -> ByteBuffer {
+        ByteBuffer(string: "{\"error\":\"watch stream fell behind; list and watch again\",\"compactedRevision\":\(compactedRevision)}\n")
+    }
+
+    private static func revision(of event: RegistryEvent) -> Int64 {
+        switch event {
+        case .put(_, let r), .deleted(_, let r): r
+        case .resyncRequired: 0
+        }
+    }
+
+    /// One NDJSON line: the JSON of `value` and a newline.
+    static func encodeLine(_ value: some Encodable) throws -> ByteBuffer {
+        var buffer = ByteBuffer(bytes: try JSONEncoder().encode(value))
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        return buffer
     }
 
     /// Drops the oldest history beyond `historyLimit`; watchers asking for it get a resync answer.

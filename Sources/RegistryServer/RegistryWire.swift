@@ -4,6 +4,10 @@ import Registry
 enum RegistryWire {
     /// Header carrying the caller's node name (or `_admin`); the credential goes in `Authorization: Bearer`.
     static let nodeNameHeader = "X-Registry-Node"
+    /// Content type of a streaming watch answer: one JSON object per line.
+    static let streamContentType = "application/x-ndjson"
+    /// Header of a streaming watch answer: the server's keepalive interval in milliseconds.
+    static let keepaliveHeader = "X-Registry-Keepalive-Ms"
 
     /// `GET /v1/nodes`.
     struct ListResponse: Codable, Sendable {
@@ -53,6 +57,16 @@ enum RegistryWire {
             case .delete: .deleted(name: name, revision: revision)
             }
         }
+    }
+
+    /// One line of a streaming watch (`GET /v1/watch?after=R&stream=1`): either a batch of events
+    /// (`revision`, `events`; no events = keepalive), or, as the last line, an error body (`error`, and
+    /// `compactedRevision` when the client must list and watch again).
+    struct StreamLine: Decodable, Sendable {
+        var revision: Int64?
+        var events: [Event]?
+        var error: String?
+        var compactedRevision: Int64?
     }
 
     /// Every 4xx/5xx answer. `compactedRevision` is set on 410 (resync required).

@@ -8,8 +8,9 @@ import Glibc
 #endif
 
 /// `ipsec-agent-bench registry`: one record update fanned out to many watchers of the embedded registry
-/// (in-process server on loopback, each watcher its own long-poll connection). Prints delivery latency from
-/// the start of the publish call to each watcher receiving the event. With `--etcd URL`, the same against etcd.
+/// (in-process server on loopback, each watcher its own connection: a streaming watch, and for comparison
+/// chained long polls). Prints delivery latency from the start of the publish call to each watcher
+/// receiving the event. With `--etcd URL`, the same against etcd.
 struct RegistryBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry", abstract: "Registry watch fan-out: p50/p99 delivery latency of one update to N watchers.")
@@ -28,20 +29,31 @@ struct RegistryBenchmark: AsyncParsableCommand {
     @Option(help: "Also measure an etcd 3.4 JSON gateway at this URL (e.g. http://127.0.0.1:23790).")
     var etcd: String?
 
+    @Option(help: "Embedded registry watch transports to measure, in order: stream, long-poll (comma-separated).")
+    var embedded: String = "stream,long-poll"
+
     func run() async throws {
         raiseFileLimit(to: rlim_t(watchers) * 2 + 256)
-        try await runEmbedded()
+        for transport in embedded.split(separator: ",") {
+            switch transport {
+            case "stream": try await runEmbedded(.stream)
+            case "long-poll": try await runEmbedded(.longPoll)
+            case "none": break
+            default: throw ValidationError("--embedded: unknown transport \(transport) (stream, long-poll, none)")
+            }
+        }
         if let etcd { try await runEtcd(endpoint: etcd) }
     }
 
-    private func runEmbedded() async throws {
+    private func runEmbedded(_ transport: EmbeddedRegistryClient.WatchTransport) async throws {
         let directory = "/tmp/ipsec-agent-bench-registry-\(getpid())"
         defer { _ = try? removeDirectory(directory) }
         let credentials = RegistryCredentials(secret: SecretBytes((0..<32).map { _ in UInt8.random(in: 0...255) }))
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let statistics = RegistryServerStatistics()
         let server = RegistryServer(
             configuration: .init(host: "127.0.0.1", port: 0, dataDirectory: directory, maxWatchWait: .seconds(30)),
-            credentials: credentials, onListening: { portContinuation.yield($0) })
+            credentials: credentials, statistics: statistics, onListening: { portContinuation.yield($0) })
         let serverTask = Task { try await server.run() }
         defer { serverTask.cancel() }
         var portIterator = ports.makeAsyncIterator()
@@ -53,9 +65,16 @@ struct RegistryBenchmark: AsyncParsableCommand {
             connections: connections)
         let watcher = EmbeddedRegistryClient(
             baseURL: baseURL, nodeName: "bench-watcher", credential: credentials.credential(for: "bench-watcher"),
-            connections: connections, watchWait: .seconds(30))
-        try await fanOut(label: "embedded", publisher: publisher, watcher: watcher)
+            connections: connections, watchWait: .seconds(30), watchTransport: transport)
+        let watchers = self.watchers
+        let allStreamsOpen: @Sendable () -> Bool = { statistics.openStreams >= watchers }
+        try await fanOut(
+            label: transport == .stream ? "embedded, stream" : "embedded, long poll", publisher: publisher, watcher: watcher,
+            ready: transport == .stream ? allStreamsOpen : nil)
         try? await connections.shutdown()
+        // Stop the server before the next measurement starts.
+        serverTask.cancel()
+        _ = await serverTask.result
     }
 
     private func runEtcd(endpoint: String) async throws {
@@ -67,7 +86,9 @@ struct RegistryBenchmark: AsyncParsableCommand {
 
     /// Opens `watchers` watches through `watcher`, publishes `rounds` updates through `publisher`, and
     /// prints the delivery latency distribution.
-    private func fanOut(label: String, publisher: any NodeRegistry, watcher: any NodeRegistry) async throws {
+    private func fanOut(
+        label: String, publisher: any NodeRegistry, watcher: any NodeRegistry, ready: (@Sendable () -> Bool)? = nil
+    ) async throws {
         let start = try await publisher.list().revision
         let clock = ContinuousClock()
         // Each watcher reports (revision, arrival) for every put of the publisher's record.
@@ -86,15 +107,24 @@ struct RegistryBenchmark: AsyncParsableCommand {
         }
         defer { for task in watchTasks { task.cancel() } }
         // Let every watch reach the server before measuring.
-        try await Task.sleep(for: .seconds(max(2, watchers / 250)))
+        if let ready {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !ready(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            guard ready() else { throw RegistryError.unavailable("\(label): not every watch opened within 60 s") }
+            try await Task.sleep(for: .seconds(1))
+        } else {
+            try await Task.sleep(for: .seconds(max(2, watchers / 250)))
+        }
 
         var latencies: [Duration] = []
         var fanOutTimes: [Duration] = []
+        var publishTimes: [Duration] = []
         var iterator = arrivals.makeAsyncIterator()
         for round in 1...rounds {
             let record = NodeRecord(name: "bench-publisher", bootID: "bench", spi: KeyID(round % 15 + 1))
             let sent = clock.now
             let stored = try await publisher.publish(record)
+            publishTimes.append(sent.duration(to: clock.now))
             var received = 0
             var last = Duration.zero
             while received < watchers, let (eventRevision, at) = await iterator.next() {
@@ -108,6 +138,7 @@ struct RegistryBenchmark: AsyncParsableCommand {
         }
         latencies.sort()
         fanOutTimes.sort()
+        publishTimes.sort()
         func percentile(_ values: [Duration], _ p: Double) -> String {
             let index = min(values.count - 1, Int((Double(values.count) * p).rounded(.up)) - 1)
             return format(values[max(0, index)])
@@ -115,6 +146,7 @@ struct RegistryBenchmark: AsyncParsableCommand {
         print("registry fan-out (\(label), \(watchers) watchers, \(rounds) updates, \(latencies.count) deliveries)")
         print("  delivery latency   p50 \(percentile(latencies, 0.50))  p99 \(percentile(latencies, 0.99))  max \(format(latencies.last!))")
         print("  all-watchers time  p50 \(percentile(fanOutTimes, 0.50))  p99 \(percentile(fanOutTimes, 0.99))")
+        print("  publish call       p50 \(percentile(publishTimes, 0.50))  max \(format(publishTimes.last!))")
     }
 
     private func format(_ d: Duration) -> String {

@@ -23,12 +23,13 @@ import Testing
         return events
     }
 
-    @Test func watchDeliversEveryChangeInOrderIncludingAdminDeletions() async throws {
+    @Test(arguments: [EmbeddedRegistryClient.WatchTransport.stream, .longPoll])
+    func watchDeliversEveryChangeInOrderIncludingAdminDeletions(transport: EmbeddedRegistryClient.WatchTransport) async throws {
         try await TestRegistryServer.with { server in
-            let a = server.client("node-a")
-            let b = server.client("node-b")
+            let a = server.client("node-a", transport: transport)
+            let b = server.client("node-b", transport: transport)
             let start = try await a.list().revision
-            let watch = Task { try await take(5, from: server.client("node-c").watch(after: start)) }
+            let watch = Task { try await take(5, from: server.client("node-c", transport: transport).watch(after: start)) }
             _ = try await a.publish(record("node-a", spi: 1))
             _ = try await b.publish(record("node-b", spi: 1))
             _ = try await a.publish(record("node-a", spi: 2))
@@ -53,6 +54,14 @@ import Testing
             // A watch from an older revision replays the same history.
             let replay = try await take(2, from: a.watch(after: start + 3))
             #expect(replay == [.deleted(name: "node-b", revision: start + 4), events[4]])
+            // The transport asked for is the one used.
+            if transport == .stream {
+                #expect(server.statistics.streamsOpened == 2)
+                #expect(server.statistics.longPolls == 0)
+            } else {
+                #expect(server.statistics.streamsOpened == 0)
+                #expect(server.statistics.longPolls >= 2)
+            }
         }
     }
 
@@ -241,9 +250,10 @@ import Testing
         }
     }
 
-    @Test func watchFromACompactedRevisionAnswersResync() async throws {
+    @Test(arguments: [EmbeddedRegistryClient.WatchTransport.stream, .longPoll])
+    func watchFromACompactedRevisionAnswersResync(transport: EmbeddedRegistryClient.WatchTransport) async throws {
         try await TestRegistryServer.with(historyLimit: 3) { server in
-            let a = server.client("node-a")
+            let a = server.client("node-a", transport: transport)
             for spi in 1...8 { _ = try await a.publish(record("node-a", spi: UInt8(spi))) }
             let events = try await take(1, from: a.watch(after: 0))
             #expect(events == [.resyncRequired])

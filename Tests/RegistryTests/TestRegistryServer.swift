@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import Registry
 import RegistryServer
+import ServiceLifecycle
 
 /// A loopback embedded registry server for one test, on a free port, with its own data directory.
 struct TestRegistryServer {
@@ -15,6 +16,8 @@ struct TestRegistryServer {
     let baseURL: String
     let port: Int
     let directory: String
+    /// Watch counters (streams opened, long polls answered) of this server.
+    let statistics: RegistryServerStatistics
 
     /// Cancelling the server at the end of a test logs errors from Hummingbird; assertions catch real ones.
     static let quietLogger: Logger = {
@@ -26,20 +29,27 @@ struct TestRegistryServer {
     /// Runs a server (in `directory`, or a fresh one) for the duration of `body`, then stops it.
     static func with<R>(
         directory: String? = nil, port: Int = 0, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
+        watchKeepalive: Duration = .seconds(5), maxPendingStreamLines: Int = 4096,
         logger: Logger = quietLogger, _ body: (TestRegistryServer) async throws -> R
     ) async throws -> R {
         let directory = directory ?? makeDirectory()
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let statistics = RegistryServerStatistics()
         let server = RegistryServer(
             configuration: .init(
                 host: "127.0.0.1", port: port, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
-                maxWatchWait: .seconds(5)),
+                maxWatchWait: .seconds(5), watchKeepalive: watchKeepalive, maxPendingStreamLines: maxPendingStreamLines),
             credentials: credentials,
             logger: logger,
+            statistics: statistics,
             onListening: { port in portContinuation.yield(port) })
+        // Stopped by a graceful shutdown, not by cancelling: cancelling a NIO server while an accepted
+        // connection is still queued traps ("Deinited NIOAsyncWriter without calling finish()",
+        // apple/swift-nio#3481), which reconnecting clients make likely.
+        let group = ServiceGroup(configuration: .init(services: [server], logger: logger))
         let task = Task {
             defer { portContinuation.finish() }
-            try await server.run()
+            try await group.run()
         }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else {
@@ -47,14 +57,15 @@ struct TestRegistryServer {
             _ = try await task.value
             throw RegistryError.unavailable("test server stopped before listening")
         }
-        let harness = TestRegistryServer(baseURL: "http://127.0.0.1:\(port)", port: port, directory: directory)
+        let harness = TestRegistryServer(
+            baseURL: "http://127.0.0.1:\(port)", port: port, directory: directory, statistics: statistics)
         do {
             let result = try await body(harness)
-            task.cancel()
+            await group.triggerGracefulShutdown()
             _ = try? await task.value
             return result
         } catch {
-            task.cancel()
+            await group.triggerGracefulShutdown()
             _ = try? await task.value
             throw error
         }
@@ -66,13 +77,16 @@ struct TestRegistryServer {
         return path
     }
 
-    func client(_ name: String) -> EmbeddedRegistryClient {
-        Self.client(name, baseURL: baseURL)
+    func client(_ name: String, transport: EmbeddedRegistryClient.WatchTransport = .stream) -> EmbeddedRegistryClient {
+        Self.client(name, baseURL: baseURL, transport: transport)
     }
 
-    static func client(_ name: String, baseURL: String) -> EmbeddedRegistryClient {
+    static func client(
+        _ name: String, baseURL: String, transport: EmbeddedRegistryClient.WatchTransport = .stream
+    ) -> EmbeddedRegistryClient {
         EmbeddedRegistryClient(
-            baseURL: baseURL, nodeName: name, credential: credentials.credential(for: name), watchWait: .seconds(5))
+            baseURL: baseURL, nodeName: name, credential: credentials.credential(for: name), watchWait: .seconds(5),
+            watchTransport: transport)
     }
 
     var admin: EmbeddedRegistryClient { client(RegistryCredentials.adminName) }
