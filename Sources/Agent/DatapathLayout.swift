@@ -38,6 +38,24 @@ public enum DatapathLayout {
         XFRMMark(value: EncryptMark.value(spi: key, nodeID: peer), mask: EncryptMark.mask)
     }
 
+    /// Policy hash thresholds under which the kernel hashes the agent's policies instead of keeping them on its
+    /// inexact lists (where each insert and delete walks the lists: quadratic over a rotation at thousands of
+    /// peers). OUT policies select `any → peer pods` (local bits 0, remote bits the pod prefix length); IN and
+    /// FWD select `peer pods → local pods`. Pod CIDRs are assumed the same size cluster-wide (a peer with a
+    /// shorter one stays inexact: slower, never wrong). Only ever lowers `current`: more policies hashed, lookups
+    /// unchanged (the kernel consults the hash and the inexact lists alike).
+    public static func policyHashThresholds(current: XFRMPolicyHashThresholds,
+                                            podCIDRs: [IPPrefix]) -> XFRMPolicyHashThresholds {
+        var wanted = current
+        if let v4 = podCIDRs.filter({ $0.family == .v4 }).map(\.length).min() {
+            wanted.ipv4 = .init(local: 0, remote: min(current.ipv4.remote, UInt8(v4)))
+        }
+        if let v6 = podCIDRs.filter({ $0.family == .v6 }).map(\.length).min() {
+            wanted.ipv6 = .init(local: 0, remote: min(current.ipv6.remote, UInt8(v6)))
+        }
+        return wanted
+    }
+
     /// The peer node ID in an OUT mark (`outMark`).
     public static func peerNodeID(outMark mark: XFRMMark) -> UInt16 {
         UInt16(truncatingIfNeeded: mark.value >> 16)

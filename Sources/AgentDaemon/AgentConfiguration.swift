@@ -30,6 +30,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Network namespace whose XFRM database the agent manages (`/var/run/netns/NAME`); nil = the agent's own.
     public var networkNamespace: String?
     public var bootIDFile: String
+    /// Lower the namespace's XFRM policy hash thresholds so the agent's policies are hashed (docs/datapath.md).
+    public var xfrmPolicyHashing: Bool
 
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
         public var file: String
@@ -52,7 +54,7 @@ public struct AgentConfiguration: Sendable, Equatable {
     static let knownKeys: Set<String> = [
         "node", "underlay", "podCIDRs", "keyFile", "registry", "interfaces", "bpfPinDirectory", "reconcileInterval",
         "rotationJitter", "rotationFallbackTimeout", "fallbackQuietWindow", "peerRemovalGrace", "adminListen",
-        "networkNamespace", "bootIDFile",
+        "networkNamespace", "bootIDFile", "xfrmPolicyHashing",
     ]
     static let registryKeys: Set<String> = ["embedded", "etcd", "etcdPrefix", "credentialFile"]
 
@@ -125,7 +127,8 @@ public struct AgentConfiguration: Sendable, Equatable {
             peerRemovalGrace: try reader.duration("peerRemovalGrace", default: .seconds(60), min: .zero),
             adminListen: try reader.optionalString("adminListen") ?? "127.0.0.1:9479",
             networkNamespace: try reader.optionalString("networkNamespace"),
-            bootIDFile: try reader.optionalString("bootIDFile") ?? "/proc/sys/kernel/random/boot_id")
+            bootIDFile: try reader.optionalString("bootIDFile") ?? "/proc/sys/kernel/random/boot_id",
+            xfrmPolicyHashing: try reader.bool("xfrmPolicyHashing", default: true))
     }
 
     /// The underlay the tunnels use: IPv4 when configured, else IPv6.
@@ -187,6 +190,15 @@ public struct AgentConfiguration: Sendable, Equatable {
             return try seq.map { item in
                 guard let s = item.scalar?.string else { throw error(key, "expected a list of strings") }
                 return s
+            }
+        }
+
+        func bool(_ key: String, default value: Bool) throws -> Bool {
+            guard let text = try optionalString(key) else { return value }
+            switch text {
+            case "true": return true
+            case "false": return false
+            default: throw error(key, "expected true or false, got \"\(text.prefix(32))\"")
             }
         }
 

@@ -41,6 +41,18 @@ public struct AgentDaemon: Service {
         let bootID = try Self.readBootID(config.bootIDFile)
         let namespacePath = config.networkNamespace.map { $0.hasPrefix("/") ? $0 : "/var/run/netns/\($0)" }
         let kernel = XFRMClientKernel(client: try XFRMClient(networkNamespacePath: namespacePath))
+        if config.xfrmPolicyHashing {
+            do {
+                let (before, after) = try await kernel.hashPolicies(podCIDRs: config.podCIDRs)
+                if before != after {
+                    logger.info("XFRM policy hash thresholds lowered so the agent's policies are hashed",
+                                metadata: ["before": "\(before)", "after": "\(after)"])
+                }
+            } catch {
+                logger.warning("could not set the XFRM policy hash thresholds (policies stay on the kernel's inexact lists: slower at scale, still correct)",
+                               metadata: ["error": "\(error)"])
+            }
+        }
         let datapath = try BPFDatapath(pinDirectory: config.bpfPinDirectory)
         for interface in config.interfaces {
             try datapath.attach(interface: interface)

@@ -1,5 +1,6 @@
 import Agent
 import Dispatch
+import IPsecPrimitives
 import XFRM
 
 /// `XFRMKernel` over the netlink client. The client's calls block (briefly) in the kernel, so they run on a
@@ -38,6 +39,19 @@ public final class XFRMClientKernel: XFRMKernel {
 
     public func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? {
         try await run { client in Result { try client.policy(id) } }.mapError(Self.classify).get()
+    }
+
+    /// Lowers the namespace's policy hash thresholds so the agent's policies are hashed
+    /// (`DatapathLayout.policyHashThresholds`). Returns the thresholds before and after (equal: nothing to do).
+    public func hashPolicies(podCIDRs: [IPPrefix]) async throws -> (before: XFRMPolicyHashThresholds, after: XFRMPolicyHashThresholds) {
+        try await run { client in
+            Result { () throws(XFRMError) -> (XFRMPolicyHashThresholds, XFRMPolicyHashThresholds) in
+                let current = try client.policyHashThresholds()
+                let wanted = DatapathLayout.policyHashThresholds(current: current, podCIDRs: podCIDRs)
+                if wanted != current { try client.setPolicyHashThresholds(wanted) }
+                return (current, wanted)
+            }
+        }.get()
     }
 
     static func classify(_ error: any Error) -> XFRMKernelError {

@@ -178,6 +178,42 @@ public final class XFRMClient: Sendable {
         }
     }
 
+    /// Sends one request and waits for its answer: a `reply`-typed message (decoded), or an acknowledgement
+    /// (nil). A kernel error is thrown, `.notFound` included.
+    func exchange<T: Sendable>(what: String, reply: Int, decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T,
+                               encode: @Sendable (UInt32, NetlinkMessageBuilder) throws(XFRMError) -> Void) throws(XFRMError) -> T? {
+        try connection.withLock { (socket) throws(XFRMError) -> T? in
+            let builder = NetlinkMessageBuilder(capacity: Self.messageHeadroom)
+            let sequence = socket.reserveSequenceNumbers(1)
+            do throws(XFRMError) {
+                try encode(sequence, builder)
+            } catch {
+                builder.abandon()
+                throw error
+            }
+            builder.finish()
+            try socket.send(builder.bytes)
+            var answer: Result<T?, XFRMError>?
+            while answer == nil {
+                try socket.receive { message throws(XFRMError) in
+                    guard message.pointee.nlmsg_seq == sequence, answer == nil else { return }
+                    switch Int32(message.pointee.nlmsg_type) {
+                    case NLMSG_ERROR:
+                        let code = cnl_error_code(message)
+                        answer = code == 0 ? .success(nil) : .failure(XFRMError(
+                            request: what, netlinkError: code,
+                            kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) }))
+                    case Int32(reply):
+                        do throws(XFRMError) { answer = .success(try decode(message)) } catch { answer = .failure(error) }
+                    default:
+                        break
+                    }
+                }
+            }
+            return try answer!.get()
+        }
+    }
+
     /// Runs a dump; `decode` returns nil for entries to leave out.
     private func dump<T: Sendable>(type: Int, entryType: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T?) throws(XFRMError) -> [T] {
         try connection.withLock { (socket) throws(XFRMError) -> [T] in

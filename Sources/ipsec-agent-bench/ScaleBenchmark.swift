@@ -39,8 +39,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Flag(help: .hidden)
     var agentOnly = false
 
-    @Option(help: .hidden)
-    var hthresh4: String?
+    @Flag(help: "Leave the kernel's policy hash thresholds at their defaults (the agent lowers them; xfrmPolicyHashing).")
+    var noPolicyHashing = false
 
     func run() async throws {
         if agentOnly {
@@ -77,7 +77,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)"]
-        if let h = hthresh4 { arguments += ["--hthresh4", h] }
+        if noPolicyHashing { arguments.append("--no-policy-hashing") }
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
         if memoryMap { arguments.append("--memory-map") }
         process.arguments = arguments
@@ -152,7 +152,6 @@ struct ScaleBenchmark: AsyncParsableCommand {
         var result = Result()
         result.baselineRSS = Self.peakRSSMegabytes()
         let nsAgent = try BenchNamespace("ipsa-scale-a")
-        if let h = hthresh4 { _ = BenchNamespace.ip(["-n", nsAgent.name, "xfrm", "policy", "set", "hthresh4"] + h.split(separator: " ").map(String.init)) }
         let pins = "/sys/fs/bpf/ipsa-scale-\(getpid())"
         defer {
             nsAgent.destroy()
@@ -160,8 +159,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
         }
 
         let client = try XFRMClient(networkNamespacePath: nsAgent.path)
-        let kernel = TimingKernel(hostPoliciesOnly ? PoliciesOnlyKernel(XFRMClientKernel(client: client)) as any XFRMKernel
-                                                  : XFRMClientKernel(client: client))
+        let adapter = XFRMClientKernel(client: client)
+        if !noPolicyHashing { _ = try await adapter.hashPolicies(podCIDRs: Self.local.podCIDRs) }  // as `ipsec-agent run`
+        let kernel = TimingKernel(hostPoliciesOnly ? PoliciesOnlyKernel(adapter) as any XFRMKernel : adapter)
         let map: any EncryptMap = memoryMap ? InMemoryEncryptMap() : try BPFDatapath(pinDirectory: pins)
         let publisher = BenchPublisher()
         let local = Self.local
@@ -263,13 +263,16 @@ struct ScaleBenchmark: AsyncParsableCommand {
     /// that holds the same old-key objects.
     func measureFloor(peers n: Int) throws -> Double {
         let nsFloor = try BenchNamespace("ipsa-scale-f")
-        if let h = hthresh4 { _ = BenchNamespace.ip(["-n", nsFloor.name, "xfrm", "policy", "set", "hthresh4"] + h.split(separator: " ").map(String.init)) }
         defer { nsFloor.destroy() }
         let clock = ContinuousClock()
         let local = Self.local
         let records = Self.records(n)
         let key1 = BenchKeys.key(1), key2 = BenchKeys.key(2)
         let floorClient = try XFRMClient(networkNamespacePath: nsFloor.path)
+        if !noPolicyHashing {  // the same kernel settings as the agent's namespace
+            try floorClient.setPolicyHashThresholds(DatapathLayout.policyHashThresholds(
+                current: try floorClient.policyHashThresholds(), podCIDRs: local.podCIDRs))
+        }
         let peersModel = records.map { r in
             Peer(name: r.name, nodeID: r.nodeID, underlay: r.ipv4!, podCIDRs: r.podCIDRs, bootID: r.bootID)
         }

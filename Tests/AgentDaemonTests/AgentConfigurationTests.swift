@@ -29,6 +29,8 @@ import Testing
         #expect(c.peerRemovalGrace == .milliseconds(500))
         #expect(c.rotationJitter == .zero)
         #expect(c.adminListen == "127.0.0.1:9479")
+        #expect(c.xfrmPolicyHashing)
+        #expect(try !AgentConfiguration.parse(Self.valid + "\nxfrmPolicyHashing: false\n").xfrmPolicyHashing)
     }
 
     @Test func documentedExampleParses() throws {
@@ -50,6 +52,7 @@ import Testing
         (valid.replacingOccurrences(of: "embedded: http://127.0.0.1:7470", with: "embedded: 127.0.0.1:7470"), "config:6: registry.embedded: expected an http"),
         ("node: [unclosed\n", "not valid YAML"),
         (valid.replacingOccurrences(of: "reconcileInterval: 10s", with: "reconcileInterval: 1ms"), "must be at least"),
+        (valid + "\nxfrmPolicyHashing: maybe\n", "config:12: xfrmPolicyHashing: expected true or false"),
     ])
     func rejectsBadInputNamingTheLine(text: String, expected: String) {
         do {

@@ -24,9 +24,21 @@ struct HostReconcileTests {
                  encryptionKey: SecretBytes([UInt8](repeating: UInt8(id), count: 20)))
     }
 
-    @Test func reconcileRepairsDeletedPoliciesAndLeavesForeignOnes() async throws {
+    /// With the kernel's default thresholds (policies on the inexact lists) and with the agent's (hashed).
+    @Test(arguments: [false, true])
+    func reconcileRepairsDeletedPoliciesAndLeavesForeignOnes(hashed: Bool) async throws {
         try await NetworkNamespace.with(prefix: "reconcile") { ns in
-            let kernel = PoliciesOnlyKernel(XFRMClientKernel(client: try XFRMClient(networkNamespacePath: ns.path)))
+            let adapter = XFRMClientKernel(client: try XFRMClient(networkNamespacePath: ns.path))
+            if hashed {
+                let (before, after) = try await adapter.hashPolicies(podCIDRs: [IPPrefix("10.244.1.0/24")!])
+                #expect(before == .kernelDefault)
+                #expect(after.ipv4 == .init(local: 0, remote: 24) && after.ipv6 == before.ipv6)
+                #expect(try ns.run("ip", "-s", "-s", "xfrm", "policy", "count").contains("IPv4 thresholds: local 0 remote 24"))
+                // Idempotent: a restarted agent finds them set.
+                let again = try await adapter.hashPolicies(podCIDRs: [IPPrefix("10.244.1.0/24")!])
+                #expect(again.before == again.after)
+            }
+            let kernel = PoliciesOnlyKernel(adapter)
             let local = LocalNode(name: "n1", nodeID: 1, underlay: IPAddress("192.0.2.1")!,
                                   podCIDRs: [IPPrefix("10.244.1.0/24")!], bootID: "b1")
             let controller = AgentController(

@@ -167,6 +167,27 @@ import XFRM
         #expect(refresh() == 62)
     }
 
+    @Test func policyHashThresholdsCoverThePodPrefixesAndOnlyEverGoDown() {
+        let pods = [IPPrefix("10.244.1.0/24")!, IPPrefix("fd00:10:244:1::/64")!]
+        let lowered = DatapathLayout.policyHashThresholds(current: .kernelDefault, podCIDRs: pods)
+        #expect(lowered.ipv4 == .init(local: 0, remote: 24))
+        #expect(lowered.ipv6 == .init(local: 0, remote: 64))
+        // Already lower (another component's choice): kept.
+        let other = XFRMPolicyHashThresholds(ipv4: .init(local: 0, remote: 16), ipv6: .init(local: 0, remote: 48))
+        #expect(DatapathLayout.policyHashThresholds(current: other, podCIDRs: pods) == other)
+        // No pod CIDR of a family: that family untouched.
+        #expect(DatapathLayout.policyHashThresholds(current: .kernelDefault, podCIDRs: [pods[0]]).ipv6 == .init(local: 128, remote: 128))
+        // Every policy the agent programs for such pods passes the lowered thresholds: OUT selects any → /24 (local
+        // bits 0, remote 24), IN and FWD /24 → /24.
+        let w = Self.world(peers: 3)
+        for policy in w.fresh().policies.values where policy.action == .allow {
+            let (localBits, remoteBits) = policy.direction == .out
+                ? (policy.selector.source.length, policy.selector.destination.length)
+                : (policy.selector.destination.length, policy.selector.source.length)
+            #expect(localBits >= Int(lowered.ipv4.local) && remoteBits >= Int(lowered.ipv4.remote))
+        }
+    }
+
     @Test func perPeerStateIsThePeersShareOfTheWhole() {
         let w = Self.world(peers: 5)
         var cache = DesiredStateCache()

@@ -41,6 +41,25 @@ struct XFRMClientPolicyTests {
         }
     }
 
+    @Test func policyHashThresholdsAreSetAndReadBackBothWays() async throws {
+        try await withClient { client, namespace in
+            #expect(try client.policyHashThresholds() == .kernelDefault)
+            let wanted = XFRMPolicyHashThresholds(ipv4: .init(local: 0, remote: 24), ipv6: .init(local: 0, remote: 64))
+            try client.setPolicyHashThresholds(wanted)
+            #expect(try client.policyHashThresholds() == wanted)
+            let text = try Shell.run("ip", "-n", namespace.name, "-s", "-s", "xfrm", "policy", "count")
+            #expect(text.contains("IPv4 thresholds: local 0 remote 24"))
+            #expect(text.contains("IPv6 thresholds: local 0 remote 64"))
+            // Set by iproute2, read by the client.
+            try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "set", "hthresh4", "16", "20")
+            #expect(try client.policyHashThresholds().ipv4 == .init(local: 16, remote: 20))
+            // Out of range: the kernel's refusal, nothing changed.
+            let bad = XFRMPolicyHashThresholds(ipv4: .init(local: 0, remote: 33), ipv6: wanted.ipv6)
+            #expect(throws: XFRMError.self) { try client.setPolicyHashThresholds(bad) }
+            #expect(try client.policyHashThresholds().ipv4 == .init(local: 16, remote: 20))
+        }
+    }
+
     @Test func blockPolicyWithMarkIsReadBackByIproute2() async throws {
         try await withClient { client, namespace in
             let block = XFRMPolicy(
