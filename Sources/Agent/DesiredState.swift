@@ -34,12 +34,18 @@ public struct DesiredState: Sendable, Equatable {
          includeDropPolicies: Bool, algorithm: AlgorithmSource) {
         if includeDropPolicies { policies = DesiredState.dropPolicies }
         for peer in peers {
-            guard peer.nodeID != 0, peer.underlay.family == local.underlay.family,
-                  let live = peerKeys[peer.name], !live.isEmpty else { continue }
-            for key in live.outbound { addOutbound(key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
-            for key in live.inbound { addInbound(key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
-            if !live.inbound.isEmpty { addAdmission(local: local, peer: peer) }
+            guard let live = peerKeys[peer.name] else { continue }
+            DesiredState.build(into: &self, local: local, peer: peer, live: live, keys: keys, algorithm: algorithm)
         }
+    }
+
+    /// One peer's objects, into a `DesiredState` or straight into a `PeerObjects`.
+    static func build(into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer, live: PeerKeys,
+                      keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
+        guard peer.nodeID != 0, peer.underlay.family == local.underlay.family, !live.isEmpty else { return }
+        for key in live.outbound { addOutbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
+        for key in live.inbound { addInbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
+        if !live.inbound.isEmpty { addAdmission(into: &sink, local: local, peer: peer) }
     }
 
     static let anyV4 = IPPrefix("0.0.0.0/0")!
@@ -58,59 +64,70 @@ public struct DesiredState: Sendable, Equatable {
         return out
     }()
 
-    private mutating func addOutbound(key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
-                                      algorithm: AlgorithmSource) {
+    private static func addOutbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
+                                    keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
         let spi = DatapathLayout.spi(key: key, sender: local.nodeID)
         let mark = DatapathLayout.outMark(key: key, peer: peer.nodeID)
         let id = XFRMStateID(destination: peer.underlay, spi: spi, mark: mark)
         if let material = keys[key] {
             let transform = algorithm(material, spi, local.underlay, peer.underlay, local.bootID, peer.bootID)
-            states[id] = XFRMState(source: local.underlay, destination: peer.underlay, spi: spi, mode: .tunnel,
-                                   reqid: DatapathLayout.reqid, mark: mark, algorithm: transform,
-                                   replayWindow: DatapathLayout.replayWindow, esn: true)
+            sink.add(XFRMState(source: local.underlay, destination: peer.underlay, spi: spi, mode: .tunnel,
+                               reqid: DatapathLayout.reqid, mark: mark, algorithm: transform,
+                               replayWindow: DatapathLayout.replayWindow, esn: true))
         } else {
-            keptStates.insert(id)
+            sink.keep(id)
         }
         // One template array shared by the peer's OUT policies (copy-on-write: no allocation per policy).
         let templates = [XFRMTemplate(source: local.underlay, destination: peer.underlay, spi: spi,
                                       reqid: DatapathLayout.reqid, mode: .tunnel)]
         for cidr in peer.podCIDRs {
             let any = cidr.family == .v4 ? DesiredState.anyV4 : DesiredState.anyV6
-            let p = XFRMPolicy(selector: XFRMSelector(source: any, destination: cidr), direction: .out,
-                               priority: DatapathLayout.outPolicyPriority, action: .allow, mark: mark,
-                               templates: templates)
-            policies[p.id] = p
+            sink.add(XFRMPolicy(selector: XFRMSelector(source: any, destination: cidr), direction: .out,
+                                priority: DatapathLayout.outPolicyPriority, action: .allow, mark: mark,
+                                templates: templates))
         }
     }
 
-    private mutating func addInbound(key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
-                                     algorithm: AlgorithmSource) {
+    private static func addInbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
+                                   keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
         let spi = DatapathLayout.spi(key: key, sender: peer.nodeID)
         let id = XFRMStateID(destination: local.underlay, spi: spi)
         guard let material = keys[key] else {
-            keptStates.insert(id)
+            sink.keep(id)
             return
         }
         let transform = algorithm(material, spi, peer.underlay, local.underlay, peer.bootID, local.bootID)
-        states[id] = XFRMState(source: peer.underlay, destination: local.underlay, spi: spi, mode: .tunnel,
-                               reqid: DatapathLayout.reqid, algorithm: transform,
-                               replayWindow: DatapathLayout.replayWindow, esn: true)
+        sink.add(XFRMState(source: peer.underlay, destination: local.underlay, spi: spi, mode: .tunnel,
+                           reqid: DatapathLayout.reqid, algorithm: transform,
+                           replayWindow: DatapathLayout.replayWindow, esn: true))
     }
 
     /// IN and FWD policies: traffic from the peer's pods to ours must arrive through the agent's SAs.
-    private mutating func addAdmission(local: LocalNode, peer: Peer) {
+    private static func addAdmission(into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer) {
         let templates = [XFRMTemplate(source: peer.underlay, destination: local.underlay, spi: 0,
                                       reqid: DatapathLayout.reqid, mode: .tunnel)]
         for theirs in peer.podCIDRs {
             for ours in local.podCIDRs where ours.family == theirs.family {
                 for direction in [XFRMPolicyDirection.in, .fwd] {
-                    let p = XFRMPolicy(selector: XFRMSelector(source: theirs, destination: ours), direction: direction,
-                                       priority: DatapathLayout.inPolicyPriority, action: .allow, templates: templates)
-                    policies[p.id] = p
+                    sink.add(XFRMPolicy(selector: XFRMSelector(source: theirs, destination: ours), direction: direction,
+                                        priority: DatapathLayout.inPolicyPriority, action: .allow, templates: templates))
                 }
             }
         }
     }
+}
+
+/// Where `DesiredState.build` puts objects; a later object with the identity of an earlier one replaces it.
+protocol DesiredObjectSink {
+    mutating func add(_ state: XFRMState)
+    mutating func keep(_ id: XFRMStateID)
+    mutating func add(_ policy: XFRMPolicy)
+}
+
+extension DesiredState: DesiredObjectSink {
+    mutating func add(_ state: XFRMState) { states[state.id] = state }
+    mutating func keep(_ id: XFRMStateID) { keptStates.insert(id) }
+    mutating func add(_ policy: XFRMPolicy) { policies[policy.id] = policy }
 }
 
 extension PairKey {

@@ -90,37 +90,50 @@ struct DesiredStateCache {
         }
         misses += 1
         // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
-        // key's material has not changed since they were derived.
-        var reusable: [UInt32: XFRMAlgorithm] = [:]
-        if let previous, previous.nodeID == peer.nodeID, previous.underlay == peer.underlay,
-           previous.bootID == peer.bootID, let objects = peerStates[peer.name] {
+        // key's material has not changed since they were derived. A handful per peer: searched linearly.
+        var reusable: [(spi: UInt32, algorithm: XFRMAlgorithm)] = []
+        let sameIdentity = previous.map {
+            $0.nodeID == peer.nodeID && $0.underlay == peer.underlay && $0.bootID == peer.bootID
+        } ?? false
+        if sameIdentity, let previous, let objects = peerStates[peer.name] {
             for state in objects.states {
                 guard let key = DatapathLayout.decode(spi: state.spi)?.key,
                       (materialChangedAt[key] ?? 0) <= previous.stamp else { continue }
-                reusable[state.spi] = state.algorithm
+                reusable.append((state.spi, state.algorithm))
             }
         }
-        let state = PeerObjects(DesiredState(
-            local: local, peers: CollectionOfOne(peer), peerKeys: [peer.name: live], keys: keys,
-            includeDropPolicies: false) { key, spi, source, destination, sourceBoot, destinationBoot in
-                reusable[spi] ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
-            })
-        forget(peer.name)
-        inputs[peer.name] = now
+        let state = PeerObjects(local: local, peer: peer, live: live, keys: keys) {
+            key, spi, source, destination, sourceBoot, destinationBoot in
+            reusable.first { $0.spi == spi }?.algorithm
+                ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
+        }
+        let counts = peerStates[peer.name].map { ($0.states.count, $0.policies.count) } ?? (0, 0)
+        stateCount += state.states.count - counts.0
+        policyCount += state.policies.count - counts.1
         peerStates[peer.name] = state
-        namesByNodeID[peer.nodeID, default: []].append(peer.name)
-        for cidr in peer.podCIDRs { namesByCIDR[cidr, default: []].append(peer.name) }
-        stateCount += state.states.count
-        policyCount += state.policies.count
+        // The owner indexes change only with the node ID or the pod CIDRs.
+        if let previous, previous.nodeID == peer.nodeID, previous.podCIDRs == peer.podCIDRs {
+            inputs[peer.name] = now
+        } else {
+            forgetOwnership(peer.name)
+            inputs[peer.name] = now
+            namesByNodeID[peer.nodeID, default: []].append(peer.name)
+            for cidr in peer.podCIDRs { namesByCIDR[cidr, default: []].append(peer.name) }
+        }
         return state
     }
 
+    /// Drops a peer's entry (objects, counts and owner index).
     private mutating func forget(_ name: String) {
-        guard let old = inputs.removeValue(forKey: name) else { return }
         if let state = peerStates.removeValue(forKey: name) {
             stateCount -= state.states.count
             policyCount -= state.policies.count
         }
+        forgetOwnership(name)
+    }
+
+    private mutating func forgetOwnership(_ name: String) {
+        guard let old = inputs.removeValue(forKey: name) else { return }
         namesByNodeID[old.nodeID]?.removeAll { $0 == name }
         if namesByNodeID[old.nodeID]?.isEmpty == true { namesByNodeID[old.nodeID] = nil }
         for cidr in old.podCIDRs {

@@ -1,3 +1,5 @@
+import IPsecPrimitives
+import Keys
 import XFRM
 
 /// One peer's XFRM objects, stored compactly: a handful of SAs and policies per peer, so plain arrays sized to
@@ -20,6 +22,16 @@ public struct PeerObjects: Sendable, Equatable {
         policies = Array(desired.policies.values)
     }
 
+    /// One peer's objects, built straight into arrays (what `DesiredStateCache` keeps).
+    init(local: LocalNode, peer: Peer, live: PeerKeys, keys: [KeyID: IPsecKey], algorithm: DesiredState.AlgorithmSource) {
+        self.init()
+        // Sized to fit: an upper bound of what `build` adds (exact unless keys are missing or CIDRs repeat).
+        states.reserveCapacity(live.inbound.count + live.outbound.count)
+        policies.reserveCapacity(live.outbound.count * peer.podCIDRs.count
+                                 + (live.inbound.isEmpty ? 0 : 2 * peer.podCIDRs.count * local.podCIDRs.count))
+        DesiredState.build(into: &self, local: local, peer: peer, live: live, keys: keys, algorithm: algorithm)
+    }
+
     public var isEmpty: Bool { states.isEmpty && keptStates.isEmpty && policies.isEmpty }
 
     public func state(_ id: XFRMStateID) -> XFRMState? {
@@ -28,6 +40,26 @@ public struct PeerObjects: Sendable, Equatable {
 
     public func policy(_ id: XFRMPolicyID) -> XFRMPolicy? {
         policies.first { $0.direction == id.direction && $0.id == id }
+    }
+}
+
+extension PeerObjects: DesiredObjectSink {
+    mutating func add(_ state: XFRMState) {
+        let id = state.id
+        if let i = states.firstIndex(where: { $0.spi == id.spi && $0.id == id }) { states[i] = state } else { states.append(state) }
+    }
+
+    mutating func keep(_ id: XFRMStateID) {
+        if !keptStates.contains(id) { keptStates.append(id) }
+    }
+
+    mutating func add(_ policy: XFRMPolicy) {
+        let id = policy.id
+        if let i = policies.firstIndex(where: { $0.direction == id.direction && $0.id == id }) {
+            policies[i] = policy
+        } else {
+            policies.append(policy)
+        }
     }
 }
 

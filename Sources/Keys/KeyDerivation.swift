@@ -32,43 +32,62 @@ public enum KeyDerivation {
         sourceBootID: String,
         destinationBootID: String
     ) -> PairKey {
-        // HKDF = Expand(Extract(salt, IKM), info). Extract depends on the key alone, so it runs once per key (a
-        // rotation derives two pair keys per peer: half the HMACs of running both steps every time).
-        let prks = pseudoRandomKeys(for: key)
-        func derive(_ prk: SymmetricKey, _ count: Int, _ purpose: Purpose) -> SecretBytes {
+        // HKDF = Expand(Extract(salt, IKM), info). Extract depends on the key alone, so it runs once per key, and
+        // so does the HMAC key schedule of Expand (a prepared HMAC is copied per pair): a rotation derives two pair
+        // keys per peer.
+        let prepared = expanders(for: key)
+        func derive(_ expander: HMAC<SHA256>, _ count: Int, _ purpose: Purpose) -> SecretBytes {
             let info = self.info(
                 purpose: purpose, key: key, source: source, destination: destination,
                 sourceBootID: sourceBootID, destinationBootID: destinationBootID
             )
-            let derived = HKDF<SHA256>.expand(pseudoRandomKey: prk, info: info, outputByteCount: count)
-            return derived.withUnsafeBytes { SecretBytes($0) }
+            return SecretBytes(expand(expander, info: info, count: count))
         }
         return PairKey(
             algorithm: key.algorithm,
-            encryptionKey: derive(prks.encryption, key.encryptionKey.count, .encryption),
-            authenticationKey: key.authenticationKey.map { derive(prks.authentication!, $0.count, .authentication) }
+            encryptionKey: derive(prepared.encryption, key.encryptionKey.count, .encryption),
+            authenticationKey: key.authenticationKey.map { derive(prepared.authentication!, $0.count, .authentication) }
         )
     }
 
-    private struct Extracted {
-        var key: IPsecKey
-        var encryption: SymmetricKey
-        var authentication: SymmetricKey?
+    /// RFC 5869 Expand with an HMAC already keyed with the PRK: T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i).
+    static func expand(_ keyed: HMAC<SHA256>, info: [UInt8], count: Int) -> [UInt8] {
+        precondition(count <= 255 * SHA256.byteCount)
+        var output: [UInt8] = []
+        output.reserveCapacity(count + SHA256.byteCount)
+        var previous: [UInt8] = []
+        var counter: UInt8 = 1
+        while output.count < count {
+            var mac = keyed
+            mac.update(data: previous)
+            mac.update(data: info)
+            mac.update(data: [counter])
+            previous = Array(mac.finalize())
+            output += previous
+            counter += 1
+        }
+        return Array(output.prefix(count))
     }
 
-    /// HKDF-Extract of the last few keys' components (a rotation holds two keys).
-    private static let extracted = Mutex<[Extracted]>([])
+    private struct Prepared {
+        var key: IPsecKey
+        var encryption: HMAC<SHA256>
+        var authentication: HMAC<SHA256>?
+    }
 
-    private static func pseudoRandomKeys(for key: IPsecKey) -> (encryption: SymmetricKey, authentication: SymmetricKey?) {
-        if let hit = extracted.withLock({ $0.first { $0.key == key } }) { return (hit.encryption, hit.authentication) }
-        func extract(_ component: SecretBytes) -> SymmetricKey {
+    /// Extract and the Expand key schedule of the last few keys' components (a rotation holds two keys).
+    private static let prepared = Mutex<[Prepared]>([])
+
+    private static func expanders(for key: IPsecKey) -> (encryption: HMAC<SHA256>, authentication: HMAC<SHA256>?) {
+        if let hit = prepared.withLock({ $0.first { $0.key == key } }) { return (hit.encryption, hit.authentication) }
+        func extract(_ component: SecretBytes) -> HMAC<SHA256> {
             let prk = component.withUnsafeBytes { ikm in
                 HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: ikm), salt: salt)
             }
-            return prk.withUnsafeBytes { SymmetricKey(data: $0) }
+            return prk.withUnsafeBytes { HMAC<SHA256>(key: SymmetricKey(data: $0)) }
         }
-        let entry = Extracted(key: key, encryption: extract(key.encryptionKey), authentication: key.authenticationKey.map(extract))
-        extracted.withLock { entries in
+        let entry = Prepared(key: key, encryption: extract(key.encryptionKey), authentication: key.authenticationKey.map(extract))
+        prepared.withLock { entries in
             entries.append(entry)
             if entries.count > 4 { entries.removeFirst() }
         }
@@ -82,14 +101,29 @@ public enum KeyDerivation {
     ) -> [UInt8] {
         var info: [UInt8] = []
         info.reserveCapacity(64 + sourceBootID.utf8.count + destinationBootID.utf8.count)
-        info += [purpose.rawValue, key.id.rawValue]
-        info += ByteEncoding.lengthPrefixed(Array(key.algorithm.identifier.utf8))
-        info.append(UInt8(source.bytes.count))
-        info += source.bytes
-        info.append(UInt8(destination.bytes.count))
-        info += destination.bytes
-        info += ByteEncoding.lengthPrefixed(Array(sourceBootID.utf8))
-        info += ByteEncoding.lengthPrefixed(Array(destinationBootID.utf8))
+        func appendLength32(_ count: Int) {
+            info += [UInt8(truncatingIfNeeded: count >> 24), UInt8(truncatingIfNeeded: count >> 16),
+                     UInt8(truncatingIfNeeded: count >> 8), UInt8(truncatingIfNeeded: count)]
+        }
+        info.append(purpose.rawValue)
+        info.append(key.id.rawValue)
+        let identifier = key.algorithm.identifier.utf8
+        appendLength32(identifier.count)
+        info += identifier
+        for address in [source, destination] {
+            switch address {
+            case .v4(let v):
+                info.append(4)
+                withUnsafeBytes(of: v.bigEndian) { info += $0 }
+            case .v6(let v):
+                info.append(16)
+                withUnsafeBytes(of: v.bigEndian) { info += $0 }
+            }
+        }
+        appendLength32(sourceBootID.utf8.count)
+        info += sourceBootID.utf8
+        appendLength32(destinationBootID.utf8.count)
+        info += destinationBootID.utf8
         return info
     }
 }
