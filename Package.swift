@@ -57,7 +57,9 @@ let package = Package(
         .plugin(name: "BPFObjectPlugin", capability: .buildTool()),
 
         // Node registry: record, protocol and resilient client; embedded server; etcd backend.
-        .target(name: "Registry", dependencies: ["IPsecPrimitives", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Registry", dependencies: [
+            "IPsecPrimitives", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .target(
             name: "RegistryServer",
             dependencies: [

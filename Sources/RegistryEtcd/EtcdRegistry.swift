@@ -113,7 +113,7 @@ public actor EtcdRegistry: NodeRegistry {
             do {
                 let (endpoint, body) = try await client.openStream("/v3/watch", request)
                 let translator = EtcdWatchTranslator(codec: codec, endpoint: endpoint, logger: logger)
-                var splitter = JSONLineSplitter(maxLineBytes: maxLine)
+                var splitter = LineSplitter(maxLineBytes: maxLine)
                 for try await chunk in body {
                     splitter.append(chunk)
                     while let line = try splitter.nextLine() {

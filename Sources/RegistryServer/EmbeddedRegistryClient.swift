@@ -176,7 +176,7 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
         return try await withThrowingTaskGroup(of: StreamEnd.self) { group in
             group.addTask {
                 var after = start
-                var splitter = StreamLineSplitter(maxLineBytes: 16 * 1024 * 1024)
+                var splitter = LineSplitter(maxLineBytes: 16 * 1024 * 1024)
                 let decoder = JSONDecoder()
                 do {
                     for try await chunk in response.body {
@@ -198,7 +198,7 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
                     }
                 } catch let error as RegistryError {
                     throw error
-                } catch let error as StreamLineSplitter.LineTooLong {
+                } catch let error as LineSplitter.LineTooLong {
                     throw RegistryError.unavailable("watch stream from \(baseURL): \(error)")
                 } catch {
                     if Task.isCancelled { throw CancellationError() }

@@ -144,37 +144,14 @@ public final class XFRMClient: Sendable {
         }
     }
 
+    /// `exchange` for a get: an absent object is nil, not an error.
     private func get<T: Sendable>(what: String, reply: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T,
                         encode: @Sendable (UInt32, NetlinkMessageBuilder) throws(XFRMError) -> Void) throws(XFRMError) -> T? {
-        try connection.withLock { (socket) throws(XFRMError) -> T? in
-            let builder = NetlinkMessageBuilder(capacity: Self.messageHeadroom)
-            let sequence = socket.reserveSequenceNumbers(1)
-            do throws(XFRMError) {
-                try encode(sequence, builder)
-            } catch {
-                builder.abandon()
-                if case .invalidRequest(_, let reason) = error { throw .invalidRequest(request: what, reason: reason) }
-                throw error
-            }
-            builder.finish()
-            try socket.send(builder.bytes)
-            var answer: Result<T?, XFRMError>?
-            while answer == nil {
-                try socket.receive { message throws(XFRMError) in
-                    guard message.pointee.nlmsg_seq == sequence, answer == nil else { return }
-                    switch Int32(message.pointee.nlmsg_type) {
-                    case NLMSG_ERROR:
-                        let error = XFRMError(request: what, netlinkError: cnl_error_code(message),
-                                              kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) })
-                        if case .notFound = error { answer = .success(nil) } else { answer = .failure(error) }
-                    case Int32(reply):
-                        do throws(XFRMError) { answer = .success(try decode(message)) } catch { answer = .failure(error) }
-                    default:
-                        break
-                    }
-                }
-            }
-            return try answer!.get()
+        do {
+            return try exchange(what: what, reply: reply, decode: decode, encode: encode)
+        } catch {
+            if case .notFound = error { return nil }
+            throw error
         }
     }
 
@@ -189,6 +166,7 @@ public final class XFRMClient: Sendable {
                 try encode(sequence, builder)
             } catch {
                 builder.abandon()
+                if case .invalidRequest(_, let reason) = error { throw .invalidRequest(request: what, reason: reason) }
                 throw error
             }
             builder.finish()

@@ -34,7 +34,7 @@ struct EtcdWireTests {
     }
 
     @Test func splitterReassemblesLinesAcrossChunks() throws {
-        var splitter = JSONLineSplitter(maxLineBytes: 64)
+        var splitter = LineSplitter(maxLineBytes: 64)
         var lines: [String] = []
         for chunk in [#"{"a":"#, "1}\n\n{\"b\"", ":2}\r\n{\"c\":3}\n{\"d"] {
             splitter.append(ByteBuffer(string: chunk))
@@ -42,7 +42,7 @@ struct EtcdWireTests {
         }
         #expect(lines == [#"{"a":1}"#, "{\"b\":2}\r", #"{"c":3}"#])
         splitter.append(ByteBuffer(string: String(repeating: "x", count: 70)))
-        #expect(throws: JSONLineSplitter.LineTooLong.self) { try splitter.nextLine() }
+        #expect(throws: LineSplitter.LineTooLong.self) { try splitter.nextLine() }
     }
 
     @Test func watchEventsMapToRegistryEvents() throws {

@@ -13,15 +13,6 @@ import Testing
             bootID: "boot-\(name)", spi: KeyID(spi), keyFingerprint: "fp\(spi)")
     }
 
-    /// Reads `count` events from a watch.
-    private func take(_ count: Int, from stream: AsyncThrowingStream<RegistryEvent, any Error>) async throws -> [RegistryEvent] {
-        var events: [RegistryEvent] = []
-        for try await event in stream {
-            events.append(event)
-            if events.count == count { break }
-        }
-        return events
-    }
 
     @Test(arguments: [EmbeddedRegistryClient.WatchTransport.stream, .longPoll])
     func watchDeliversEveryChangeInOrderIncludingAdminDeletions(transport: EmbeddedRegistryClient.WatchTransport) async throws {

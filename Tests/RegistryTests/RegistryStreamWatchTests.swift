@@ -19,14 +19,6 @@ import Glibc
         NodeRecord(name: name, ipv4: IPAddress("192.0.2.7"), bootID: "boot-\(name)", spi: KeyID(spi), keyFingerprint: "fp\(spi)")
     }
 
-    private func take(_ count: Int, from stream: AsyncThrowingStream<RegistryEvent, any Error>) async throws -> [RegistryEvent] {
-        var events: [RegistryEvent] = []
-        for try await event in stream {
-            events.append(event)
-            if events.count == count { break }
-        }
-        return events
-    }
 
     private func summary(_ events: [RegistryEvent]) -> [String] {
         events.map { event in

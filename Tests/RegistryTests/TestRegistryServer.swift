@@ -107,3 +107,13 @@ struct TestRegistryServer {
         return (Int(response.status.code), String(buffer: bytes))
     }
 }
+
+/// Reads `count` events from a watch (fewer if it ends first).
+func take(_ count: Int, from stream: AsyncThrowingStream<RegistryEvent, any Error>) async throws -> [RegistryEvent] {
+    var events: [RegistryEvent] = []
+    for try await event in stream {
+        events.append(event)
+        if events.count == count { break }
+    }
+    return events
+}

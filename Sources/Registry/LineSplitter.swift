@@ -1,22 +1,22 @@
 import NIOCore
 
-/// Cuts a streaming watch's body into newline-terminated lines. Chunks may split a line anywhere; blank
-/// lines are dropped.
-struct StreamLineSplitter: Sendable {
+/// Cuts a streaming watch's body into newline-terminated lines: the embedded registry's NDJSON stream and the etcd
+/// JSON gateway's watch stream. Chunks may split a line anywhere; blank lines are dropped.
+public struct LineSplitter: Sendable {
     /// Longest line accepted before the stream is considered broken.
-    let maxLineBytes: Int
+    public let maxLineBytes: Int
     private var buffer = ByteBuffer()
 
-    struct LineTooLong: Error, CustomStringConvertible {
-        let limit: Int
-        var description: String { "stream line longer than \(limit) bytes" }
+    public struct LineTooLong: Error, CustomStringConvertible {
+        public let limit: Int
+        public var description: String { "stream line longer than \(limit) bytes" }
     }
 
-    init(maxLineBytes: Int) {
+    public init(maxLineBytes: Int) {
         self.maxLineBytes = maxLineBytes
     }
 
-    mutating func append(_ chunk: ByteBuffer) {
+    public mutating func append(_ chunk: ByteBuffer) {
         if buffer.readableBytes == 0 {
             buffer = chunk  // the common case: a chunk holds whole lines; no copy
         } else {
@@ -27,7 +27,7 @@ struct StreamLineSplitter: Sendable {
     }
 
     /// The next complete line without its terminator, or nil until more bytes arrive.
-    mutating func nextLine() throws(LineTooLong) -> ByteBuffer? {
+    public mutating func nextLine() throws(LineTooLong) -> ByteBuffer? {
         while let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
             let line = buffer.readSlice(length: newline - buffer.readerIndex)!
             buffer.moveReaderIndex(forwardBy: 1)
