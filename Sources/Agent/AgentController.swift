@@ -54,6 +54,11 @@ public actor AgentController {
     private var fingerprints: [KeyID: String] = [:]
     private(set) var currentKey: KeyID?
     private(set) var advertisedKey: KeyID?
+    /// The newest `spi` this node may have on its registry record: set when an advertisement is *sent*, since a
+    /// publish whose acknowledgement never arrived (timeout, lost answer) may still have landed. Every later
+    /// publish carries at least this, so peers never see our `spi` go back to a key whose SAs they may already
+    /// have reclaimed (`advertisedKey`, by contrast, moves only on an acknowledgement).
+    private var spiOnRecord: KeyID?
     private var advertiseRevision: Int64 = 0
     private var advertisedAt: Duration?
     private(set) var encryptKey: KeyID?
@@ -127,6 +132,7 @@ public actor AgentController {
         defer { gate.release() }
         if let own = ownRecord {
             advertisedKey = own.spi
+            spiOnRecord = own.spi
             advertiseRevision = own.revision
             appliedRevision = own.xfrmRevision
             publishedRevision = own.xfrmRevision
@@ -226,6 +232,7 @@ public actor AgentController {
         // 3. Advertise.
         if advertisedKey != key {
             enter(.advertise)
+            spiOnRecord = key  // from now on every publish says "I can receive `key`" (its SAs are all installed)
             guard let revision = await publishRecord(spi: key, encryptSpi: encryptKey) else { return }
             advertisedKey = key
             advertiseRevision = revision
@@ -355,6 +362,11 @@ public actor AgentController {
             departedAt[record.name] = nil
             let previous = peers[record.name]
             guard previous != peer else { continue }
+            if let before = previous?.spi, let now = peer.spi, now.isOlder(than: before) {
+                // Never expected: an agent's `spi` only moves forward. Egress to this peer follows it back.
+                logger.warning("peer now advertises an older key than before", metadata: [
+                    "peer": "\(record.name)", "before": "\(before)", "now": "\(now)", "recordRevision": "\(record.revision)"])
+            }
             peers[record.name] = peer
             if previous == nil || previous?.nodeID != peer.nodeID || previous?.underlay != peer.underlay
                 || previous?.bootID != peer.bootID || previous?.podCIDRs != peer.podCIDRs {
@@ -456,7 +468,7 @@ public actor AgentController {
         guard appliedRevision > publishedRevision, currentKey == nil || advertisedKey != nil else { return }
         if let last = lastAcknowledgeAt, now() - last < settings.acknowledgeInterval { return }
         lastAcknowledgeAt = now()
-        _ = await publishRecord(spi: advertisedKey, encryptSpi: encryptKey)
+        _ = await publishRecord(spi: spiOnRecord ?? advertisedKey, encryptSpi: encryptKey)
     }
 
     // MARK: - Kernel programming

@@ -26,6 +26,9 @@ final class SimRegistry: Sendable {
         var records: [String: NodeRecord] = [:]
         var revision: Int64 = 0
         var down = false
+        /// Nodes whose publishes are stored but whose callers get an error (an acknowledgement lost on the way
+        /// back, or the agent's timeout expiring just before the registry answered).
+        var acksLostFor: Set<String> = []
     }
     let state = Mutex(State())
     var records: [NodeRecord] { state.withLock { Array($0.records.values) } }
@@ -59,6 +62,7 @@ struct SimPublisher: RecordPublisher {
             r.revision = s.revision
             s.records[name] = r
             log.append(.publish(update))
+            if s.acksLostFor.contains(name) { throw Unreachable() }
             return s.revision
         }
     }
