@@ -16,12 +16,6 @@ public struct PeerObjects: Sendable, Equatable {
         policies = []
     }
 
-    public init(_ desired: DesiredState) {
-        states = Array(desired.states.values)
-        keptStates = Array(desired.keptStates)
-        policies = Array(desired.policies.values)
-    }
-
     /// One peer's objects, built straight into arrays (what `DesiredStateCache` keeps).
     init(local: LocalNode, peer: Peer, live: PeerKeys, keys: [KeyID: IPsecKey], algorithm: DesiredState.AlgorithmSource) {
         self.init()

@@ -173,9 +173,6 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let key1 = BenchKeys.key(1), key2 = BenchKeys.key(2)
         var records = Self.records(n)
         Self.traceRSS("start")
-        if ProcessInfo.processInfo.environment["IPSA_BENCH_TRACE_RSS"] != nil {
-            FileHandle.standardError.write(Data("sizes: state \(MemoryLayout<XFRMState>.stride) policy \(MemoryLayout<XFRMPolicy>.stride) request \(MemoryLayout<XFRMRequest>.stride) stateID \(MemoryLayout<XFRMStateID>.stride) policyID \(MemoryLayout<XFRMPolicyID>.stride) desired \(MemoryLayout<DesiredState>.stride) peer \(MemoryLayout<Peer>.stride) record \(MemoryLayout<NodeRecord>.stride) result \(MemoryLayout<Swift.Result<Void, any Error>>.stride)\n".utf8))
-        }
 
         // Initial programming of key 1 for every peer.
         var t = clock.now
