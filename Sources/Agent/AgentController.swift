@@ -43,13 +43,8 @@ public actor AgentController {
     // Local key state
     private(set) var local: LocalNode
     private var keys: [KeyID: IPsecKey] = [:] {
-        didSet {
-            fingerprints = fingerprints.filter { keys[$0.key] != nil }
-            keysGeneration &+= 1
-        }
+        didSet { fingerprints = fingerprints.filter { keys[$0.key] != nil } }
     }
-    /// Changes whenever `keys` does: the desired-state cache is only valid for one generation of key material.
-    private var keysGeneration: UInt64 = 0
     /// Fingerprints of the held keys, computed once per key load (a SHA-256 per peer per pass otherwise).
     private var fingerprints: [KeyID: String] = [:]
     private(set) var currentKey: KeyID?
@@ -586,8 +581,7 @@ public actor AgentController {
 
     private func desired(for name: String) -> PeerObjects {
         guard let peer = peers[name], let live = peerKeys[name] else { return PeerObjects() }
-        return desiredCache.state(for: peer, live: live, local: local, keys: keys, keysGeneration: keysGeneration,
-                                  derive: derive)
+        return desiredCache.state(for: peer, live: live, local: local, keys: keys, derive: derive)
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
@@ -628,8 +622,7 @@ public actor AgentController {
             let states = Self.owned(try await kernel.ownedStates(), DatapathLayout.owns)
             let policies = Self.owned(try await kernel.ownedPolicies(), DatapathLayout.owns)
             recordCounters(states)
-            let want = desiredCache.index(peers: peers, peerKeys: peerKeys, local: local, keys: keys,
-                                          keysGeneration: keysGeneration, derive: derive)
+            let want = desiredCache.index(peers: peers, peerKeys: peerKeys, local: local, keys: keys, derive: derive)
             var diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
             report.record(diff, removalsAllowed: registrySynced)
             diff.addStates = diff.addStates.map(resumingSequence)

@@ -40,7 +40,6 @@ struct DesiredStateCache {
     private var stateCount = 0
     private var policyCount = 0
     private var local: LocalNode?
-    private var keysGeneration: UInt64?
     /// The key material the entries were computed with, and when (in `materialEpoch`) each key ID's last changed.
     private var materials: [KeyID: IPsecKey] = [:]
     private var materialChangedAt: [KeyID: UInt64] = [:]
@@ -50,7 +49,7 @@ struct DesiredStateCache {
     private(set) var misses = 0
 
     /// Drops everything when the local node changed; notes which key IDs' material changed since the last call.
-    private mutating func validate(local: LocalNode, keys: [KeyID: IPsecKey], keysGeneration: UInt64) {
+    private mutating func validate(local: LocalNode, keys: [KeyID: IPsecKey]) {
         if local != self.local {
             self.local = local
             inputs.removeAll(keepingCapacity: true)
@@ -60,8 +59,7 @@ struct DesiredStateCache {
             stateCount = 0
             policyCount = 0
         }
-        guard keysGeneration != self.keysGeneration else { return }
-        self.keysGeneration = keysGeneration
+        guard keys != materials else { return }  // a few keys: cheap to compare
         for (id, key) in keys where materials[id] != key {
             materialEpoch += 1
             materialChangedAt[id] = materialEpoch
@@ -80,8 +78,14 @@ struct DesiredStateCache {
 
     /// One peer's objects (drop policies excluded).
     mutating func state(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
-                        keysGeneration: UInt64, derive: PairKeyDerivation) -> PeerObjects {
-        validate(local: local, keys: keys, keysGeneration: keysGeneration)
+                        derive: PairKeyDerivation) -> PeerObjects {
+        validate(local: local, keys: keys)
+        return entry(for: peer, live: live, local: local, keys: keys, derive: derive)
+    }
+
+    /// `state(for:)` without the validation (`index` validates once per pass).
+    private mutating func entry(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
+                                derive: PairKeyDerivation) -> PeerObjects {
         let now = PeerInputs(nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
                              bootID: peer.bootID, live: live, stamp: materialEpoch)
         let previous = inputs[peer.name]
@@ -145,11 +149,10 @@ struct DesiredStateCache {
     /// Brings every peer's entry up to date (peers gone are forgotten) and returns the index of all of them plus
     /// the global drop policies: what reconcile compares the kernel with.
     mutating func index(peers: [String: Peer], peerKeys: [String: PeerKeys], local: LocalNode,
-                        keys: [KeyID: IPsecKey], keysGeneration: UInt64, derive: PairKeyDerivation) -> Index {
-        validate(local: local, keys: keys, keysGeneration: keysGeneration)
+                        keys: [KeyID: IPsecKey], derive: PairKeyDerivation) -> Index {
+        validate(local: local, keys: keys)
         for (name, peer) in peers {
-            _ = state(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys,
-                      keysGeneration: keysGeneration, derive: derive)
+            _ = entry(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys, derive: derive)
         }
         if peerStates.count != peers.count {
             for name in Array(inputs.keys) where peers[name] == nil { forget(name) }

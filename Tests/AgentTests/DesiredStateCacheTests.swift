@@ -20,7 +20,6 @@ import XFRM
         var peers: [String: Peer] = [:]
         var peerKeys: [String: PeerKeys] = [:]
         var keys: [KeyID: IPsecKey] = [:]
-        var keysGeneration: UInt64 = 0
 
         func fresh() -> DesiredState {
             DesiredState(local: local, peers: peers.values, peerKeys: peerKeys, keys: keys,
@@ -29,7 +28,7 @@ import XFRM
         /// The cache's index, flattened into one state (and checked to find each of its objects by identity).
         func cached(_ cache: inout DesiredStateCache) -> DesiredState {
             let index = cache.index(peers: peers, peerKeys: peerKeys, local: local, keys: keys,
-                                    keysGeneration: keysGeneration, derive: TestKeys.operations.derive)
+                                    derive: TestKeys.operations.derive)
             var flat = DesiredState()
             index.forEachState { flat.states[$0.id] = $0 }
             index.forEachPolicy { flat.policies[$0.id] = $0 }
@@ -83,7 +82,6 @@ import XFRM
 
         // A peer's live keys (a rotation step).
         w.keys[KeyID(2)!] = TestKeys.key(2)
-        w.keysGeneration += 1
         w.peerKeys["n4"]!.inbound.insert(KeyID(2)!)
         #expect(w.cached(&cache) == w.fresh())
         #expect(cache.misses == misses + 1)  // a new key changes no other peer's objects
@@ -103,7 +101,6 @@ import XFRM
 
         // Other key material under the same key ID.
         w.keys[KeyID(1)!] = TestKeys.key(1, byte: 0x77)
-        w.keysGeneration += 1
         #expect(w.cached(&cache) == w.fresh())
 
         // A departed peer's objects leave the merged state.
@@ -130,7 +127,7 @@ import XFRM
         var cache = DesiredStateCache()
         func refresh() -> Int {
             let index = cache.index(peers: w.peers, peerKeys: w.peerKeys, local: w.local, keys: w.keys,
-                                    keysGeneration: w.keysGeneration, derive: derive)
+                                    derive: derive)
             var flat = DesiredState()
             index.forEachState { flat.states[$0.id] = $0 }
             index.forEachPolicy { flat.policies[$0.id] = $0 }
@@ -142,7 +139,6 @@ import XFRM
 
         // Rotation: key 2 loaded, then added to every peer.
         w.keys[KeyID(2)!] = TestKeys.key(2)
-        w.keysGeneration += 1
         #expect(refresh() == 20)
         for name in Array(w.peerKeys.keys) {
             w.peerKeys[name]!.inbound.insert(KeyID(2)!)
@@ -156,12 +152,10 @@ import XFRM
             w.peerKeys[name]!.outbound.remove(KeyID(1)!)
         }
         w.keys[KeyID(1)!] = nil
-        w.keysGeneration += 1
         #expect(refresh() == 40)
 
         // Other material under key 2: derived again; a rebooted peer: its pairs only.
         w.keys[KeyID(2)!] = TestKeys.key(2, byte: 0x42)
-        w.keysGeneration += 1
         #expect(refresh() == 60)
         w.peers["n3"]!.bootID = "rebooted"
         #expect(refresh() == 62)
@@ -192,7 +186,7 @@ import XFRM
         let w = Self.world(peers: 5)
         var cache = DesiredStateCache()
         let one = cache.state(for: w.peers["n3"]!, live: w.peerKeys["n3"]!, local: w.local, keys: w.keys,
-                              keysGeneration: w.keysGeneration, derive: TestKeys.operations.derive)
+                              derive: TestKeys.operations.derive)
         let whole = w.fresh()
         #expect(one.states.count == 2 && one.policies.count == 3)
         for state in one.states { #expect(whole.states[state.id] == state) }
@@ -209,7 +203,7 @@ import XFRM
         w.peerKeys[twin.name] = PeerKeys(inbound: [KeyID(1)!], outbound: [KeyID(1)!])
         var cache = DesiredStateCache()
         let index = cache.index(peers: w.peers, peerKeys: w.peerKeys, local: w.local, keys: w.keys,
-                                keysGeneration: w.keysGeneration, derive: TestKeys.operations.derive)
+                                derive: TestKeys.operations.derive)
         // The kernel holds every peer's objects (one copy of each identity).
         var states: [XFRMStateID: XFRMState] = [:]
         var policies: [XFRMPolicyID: XFRMPolicy] = DesiredState.dropPolicies
