@@ -25,6 +25,13 @@ public actor AgentController {
         public var peerRemovalGrace: Duration = .seconds(60)
         /// Acknowledgements (`xfrmRevision`) are published at most this often.
         public var acknowledgeInterval: Duration = .milliseconds(500)
+        /// Peers in the first kernel batch when programming many peers. Batches are pipelined (the next one is
+        /// built while the kernel applies the previous), so a small first batch gets the kernel working early;
+        /// each next batch doubles, so building it keeps pace with the kernel's work on the previous one…
+        public var firstBatchPeers = 32
+        /// …up to this many peers. Two batches exist at once, which bounds the requests held during a rotation
+        /// of thousands of peers (~6 per peer).
+        public var batchPeersLimit = 512
         public init() {}
     }
 
@@ -484,25 +491,95 @@ public actor AgentController {
         return ok
     }
 
-    /// Peers programmed per kernel batch: bounds the requests held at once during a rotation (a 5,000-peer
-    /// rotation would otherwise hold ~30,000 requests) while keeping batches large enough for the kernel.
-    static let programChunk = 1024
-
     /// Brings the named peers' objects from what was last installed to what is desired now. Installs precede
     /// removals; a peer's model is only advanced when every request for it succeeded.
+    ///
+    /// Pipelined: while the kernel applies one batch (off the actor, on the kernel adapter's own thread), the
+    /// actor builds the next, so the agent's per-peer work (derivation, diff, requests) runs beside the kernel's
+    /// instead of adding to it. Batches touch disjoint peers; each batch's own order (SAs, policies, then
+    /// removals for peers whose installs all succeeded) is kept.
     @discardableResult
     private func program(peers names: [String]) async -> Bool {
-        var allOK = true
+        var size = max(1, settings.firstBatchPeers)
+        let kernel = self.kernel
         var start = 0
-        while start < names.count {
-            let end = min(start + Self.programChunk, names.count)
-            if await !program(chunk: names[start..<end]) { allOK = false }
-            start = end
+        return await withTaskGroup(of: ChunkOutcome.self, returning: Bool.self) { group in
+            var allOK = true
+            var inFlight: ChunkPlan?
+            repeat {
+                var next: ChunkPlan?
+                if start < names.count {
+                    let end = min(start + size, names.count)
+                    next = plan(chunk: names[start..<end])  // while the kernel works on the previous batch
+                    start = end
+                    size = min(2 * size, max(size, settings.batchPeersLimit))
+                }
+                let previous = inFlight
+                let outcome = previous == nil ? nil : await group.next()
+                inFlight = nil
+                if var next {
+                    let work = next.takeWork()
+                    inFlight = next
+                    group.addTask { await work.send(to: kernel) }
+                }
+                if let previous, let outcome, !finish(previous, outcome) { allOK = false }
+            } while inFlight != nil
+            return allOK
         }
-        return allOK
     }
 
-    private func program(chunk names: ArraySlice<String>) async -> Bool {
+    /// One batch as built on the actor: the peers' new models and the kernel work that installs them.
+    private struct ChunkPlan {
+        var names: ArraySlice<String>
+        var wants: [PeerObjects]
+        var work: ChunkWork
+
+        /// Hands the requests over to the task that sends them (the plan keeps only what `finish` needs).
+        mutating func takeWork() -> ChunkWork {
+            defer { work = ChunkWork(installs: [], installOwners: [], removals: [], removalOwners: []) }
+            return work
+        }
+    }
+
+    /// A batch's kernel requests; `owners` map each request to its peer's index in the batch.
+    private struct ChunkWork: Sendable {
+        var installs: [XFRMRequest]
+        var installOwners: [Int32]
+        var removals: [XFRMRequest]
+        var removalOwners: [Int32]
+
+        /// Installs, then removals for the peers whose installs all succeeded (make before break).
+        func send(to kernel: any XFRMKernel) async -> ChunkOutcome {
+            var outcome = ChunkOutcome()
+            if !installs.isEmpty {
+                for (i, result) in (await kernel.apply(installs)).enumerated() {
+                    if case .failure(let error) = result, !AgentController.isAlreadyExists(error) {
+                        outcome.failed.insert(installOwners[i])
+                        outcome.installFailures.append((installs[i], error))
+                    }
+                }
+            }
+            let removalBatch = outcome.failed.isEmpty
+                ? removals : removals.indices.filter { !outcome.failed.contains(removalOwners[$0]) }.map { removals[$0] }
+            if !removalBatch.isEmpty {
+                for (i, result) in (await kernel.apply(removalBatch)).enumerated() {
+                    if case .failure(let error) = result, !AgentController.isNotFound(error) {
+                        outcome.removalFailures.append((removalBatch[i], error))
+                    }
+                }
+            }
+            return outcome
+        }
+    }
+
+    private struct ChunkOutcome: Sendable {
+        /// Indices (in the batch) of peers with a failed install.
+        var failed = Set<Int32>()
+        var installFailures: [(XFRMRequest, any Error)] = []
+        var removalFailures: [(XFRMRequest, any Error)] = []
+    }
+
+    private func plan(chunk names: ArraySlice<String>) -> ChunkPlan {
         // One batch: every peer's new SAs first, then every policy — SAs exist before any policy points at them,
         // and the kernel gets the same shape of batch as the XFRM client's floor in the benchmark.
         var wants: [PeerObjects] = []
@@ -516,7 +593,7 @@ public actor AgentController {
         for name in names {
             let want = desired(for: name)
             let have = installed[name] ?? PeerObjects()
-            let diff = XFRMDiff(desired: want, actualStates: have.states, actualPolicies: have.policies)
+            let diff = XFRMDiff(installed: have, desired: want)
             let owner = Int32(wants.count)
             wants.append(want)
             for state in diff.addStates {
@@ -538,34 +615,25 @@ public actor AgentController {
         }
         requests += policyRequests
         owners += policyOwners
-        policyRequests = []
-        var failed = Set<Int32>()
-        if !requests.isEmpty {
-            let results = await kernel.apply(requests)
-            for (i, result) in results.enumerated() {
-                if case .failure(let error) = result, !Self.isAlreadyExists(error) {
-                    failed.insert(owners[i])
-                    noteFailures(requests, results, i..<(i + 1))
-                }
-            }
+        return ChunkPlan(names: names, wants: wants, work: ChunkWork(
+            installs: requests, installOwners: owners, removals: removals, removalOwners: removalOwners))
+    }
+
+    /// Records a sent batch's outcome on the actor: advances the models of the peers whose installs all
+    /// succeeded, logs failures. True when nothing failed.
+    private func finish(_ plan: ChunkPlan, _ outcome: ChunkOutcome) -> Bool {
+        for (request, error) in outcome.installFailures {
+            lastError = "xfrm: \(error)"
+            metrics.xfrmError()
+            logger.error("XFRM request failed", metadata: ["request": "\(request)", "error": "\(error)"])
         }
-        requests = []
-        for (index, name) in names.enumerated() where !failed.contains(Int32(index)) {
-            installed[name] = wants[index]
+        for (index, name) in plan.names.enumerated() where !outcome.failed.contains(Int32(index)) {
+            installed[name] = plan.wants[index]
         }
-        // Removals only for peers whose installs all succeeded (make before break).
-        var allOK = failed.isEmpty
-        let batch = failed.isEmpty ? removals : removals.indices.filter { !failed.contains(removalOwners[$0]) }.map { removals[$0] }
-        if !batch.isEmpty {
-            let removalResults = await kernel.apply(batch)
-            for (i, result) in removalResults.enumerated() {
-                if case .failure(let error) = result, !Self.isNotFound(error) {
-                    allOK = false
-                    logger.warning("XFRM removal failed (reconcile will retry)", metadata: ["request": "\(batch[i])", "error": "\(error)"])
-                }
-            }
+        for (request, error) in outcome.removalFailures {
+            logger.warning("XFRM removal failed (reconcile will retry)", metadata: ["request": "\(request)", "error": "\(error)"])
         }
-        return allOK
+        return outcome.failed.isEmpty && outcome.removalFailures.isEmpty
     }
 
     private func noteFailures(_ requests: [XFRMRequest], _ results: [Result<Void, any Error>], _ range: Range<Int>) {

@@ -64,7 +64,7 @@ public struct DesiredState: Sendable, Equatable {
         return out
     }()
 
-    private static func addOutbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
+    static func addOutbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
                                     keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
         let spi = DatapathLayout.spi(key: key, sender: local.nodeID)
         let mark = DatapathLayout.outMark(key: key, peer: peer.nodeID)
@@ -88,7 +88,7 @@ public struct DesiredState: Sendable, Equatable {
         }
     }
 
-    private static func addInbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
+    static func addInbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
                                    keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
         let spi = DatapathLayout.spi(key: key, sender: peer.nodeID)
         let id = XFRMStateID(destination: local.underlay, spi: spi)
@@ -103,7 +103,7 @@ public struct DesiredState: Sendable, Equatable {
     }
 
     /// IN and FWD policies: traffic from the peer's pods to ours must arrive through the agent's SAs.
-    private static func addAdmission(into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer) {
+    static func addAdmission(into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer) {
         let templates = [XFRMTemplate(source: peer.underlay, destination: local.underlay, spi: 0,
                                       reqid: DatapathLayout.reqid, mode: .tunnel)]
         for theirs in peer.podCIDRs {

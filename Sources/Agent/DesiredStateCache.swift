@@ -93,23 +93,34 @@ struct DesiredStateCache {
             return state
         }
         misses += 1
-        // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
-        // key's material has not changed since they were derived. A handful per peer: searched linearly.
-        var reusable: [(spi: UInt32, algorithm: XFRMAlgorithm)] = []
         let sameIdentity = previous.map {
             $0.nodeID == peer.nodeID && $0.underlay == peer.underlay && $0.bootID == peer.bootID
         } ?? false
-        if sameIdentity, let previous, let objects = peerStates[peer.name] {
-            for state in objects.states {
-                guard let key = DatapathLayout.decode(spi: state.spi)?.key,
-                      (materialChangedAt[key] ?? 0) <= previous.stamp else { continue }
-                reusable.append((state.spi, state.algorithm))
+        let state: PeerObjects
+        if sameIdentity, let previous, previous.podCIDRs == peer.podCIDRs, isCurrent(previous),
+           peer.nodeID != 0, peer.underlay.family == local.underlay.family, var objects = peerStates[peer.name] {
+            // Only the live keys changed (a rotation step): patch the objects of the keys that came or went.
+            objects.patch(from: previous.live, to: live, local: local, peer: peer, keys: keys) {
+                key, _, source, destination, sourceBoot, destinationBoot in
+                derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
             }
-        }
-        let state = PeerObjects(local: local, peer: peer, live: live, keys: keys) {
-            key, spi, source, destination, sourceBoot, destinationBoot in
-            reusable.first { $0.spi == spi }?.algorithm
-                ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
+            state = objects
+        } else {
+            // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
+            // key's material has not changed since they were derived. A handful per peer: searched linearly.
+            var reusable: [(spi: UInt32, algorithm: XFRMAlgorithm)] = []
+            if sameIdentity, let previous, let objects = peerStates[peer.name] {
+                for state in objects.states {
+                    guard let key = DatapathLayout.decode(spi: state.spi)?.key,
+                          (materialChangedAt[key] ?? 0) <= previous.stamp else { continue }
+                    reusable.append((state.spi, state.algorithm))
+                }
+            }
+            state = PeerObjects(local: local, peer: peer, live: live, keys: keys) {
+                key, spi, source, destination, sourceBoot, destinationBoot in
+                reusable.first { $0.spi == spi }?.algorithm
+                    ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
+            }
         }
         let counts = peerStates[peer.name].map { ($0.states.count, $0.policies.count) } ?? (0, 0)
         stateCount += state.states.count - counts.0

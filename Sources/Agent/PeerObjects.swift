@@ -26,6 +26,36 @@ public struct PeerObjects: Sendable, Equatable {
         DesiredState.build(into: &self, local: local, peer: peer, live: live, keys: keys, algorithm: algorithm)
     }
 
+    /// Brings objects built for `old` live keys to what `init` gives for `new`, for the same peer, local node and
+    /// key material: drops the objects of keys no longer live, builds only those of keys newly live. A rotation
+    /// step adds or removes one key per peer, so this touches a third of the objects a rebuild would.
+    /// Order within the arrays may differ from a rebuild's; the set of objects is the same.
+    mutating func patch(from old: PeerKeys, to new: PeerKeys, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
+                        algorithm: DesiredState.AlgorithmSource) {
+        let goneOut = old.outbound.subtracting(new.outbound), goneIn = old.inbound.subtracting(new.inbound)
+        if !goneOut.isEmpty || !goneIn.isEmpty {
+            // An OUT SA carries the peer's mark, an IN SA none; the key is in the SPI either way.
+            func gone(_ id: XFRMStateID) -> Bool {
+                guard let key = DatapathLayout.decode(spi: id.spi)?.key else { return false }
+                return id.mark == nil ? goneIn.contains(key) : goneOut.contains(key)
+            }
+            states.removeAll { gone($0.id) }
+            keptStates.removeAll(where: gone)
+            if !goneOut.isEmpty {
+                let marks = goneOut.map { DatapathLayout.outMark(key: $0, peer: peer.nodeID) }
+                policies.removeAll { $0.direction == .out && $0.mark.map(marks.contains) == true }
+            }
+            if new.inbound.isEmpty { policies.removeAll { $0.direction != .out } }  // admission goes with the last IN SA
+        }
+        for key in new.outbound where !old.outbound.contains(key) {
+            DesiredState.addOutbound(into: &self, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm)
+        }
+        for key in new.inbound where !old.inbound.contains(key) {
+            DesiredState.addInbound(into: &self, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm)
+        }
+        if old.inbound.isEmpty, !new.inbound.isEmpty { DesiredState.addAdmission(into: &self, local: local, peer: peer) }
+    }
+
     public var isEmpty: Bool { states.isEmpty && keptStates.isEmpty && policies.isEmpty }
 
     public func state(_ id: XFRMStateID) -> XFRMState? {

@@ -82,6 +82,32 @@ public struct XFRMDiff: Sendable, Equatable {
     }
 }
 
+extension XFRMDiff {
+    /// The diff `init(desired:actualStates:actualPolicies:)` gives for one peer's desired objects against what was
+    /// installed for it, computed by linear search: a handful of objects on each side, so no hashing and no
+    /// allocation beyond the result (this runs for every peer of a rotation).
+    init(installed have: PeerObjects, desired want: PeerObjects) {
+        for state in have.states {
+            let id = state.id
+            if let wanted = want.state(id) {
+                if !XFRMDiff.sameState(wanted, state) { replaceStates.append(wanted) }
+            } else if !want.keptStates.contains(id) {
+                deleteStates.append(id)
+            }
+        }
+        for state in want.states where have.state(state.id) == nil { addStates.append(state) }
+        for policy in have.policies {
+            let id = policy.id
+            if let wanted = want.policy(id) {
+                if !XFRMDiff.samePolicy(wanted, policy) { updatePolicies.append(wanted) }
+            } else {
+                deletePolicies.append(id)
+            }
+        }
+        for policy in want.policies where have.policy(policy.id) == nil { addPolicies.append(policy) }
+    }
+}
+
 /// The objects a diff compares the kernel with: a `DesiredState`, or the agent's per-peer index of them.
 public protocol DesiredObjects {
     /// The desired SA with the identity of `state`, if any.

@@ -33,11 +33,26 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Option(help: "Reconcile passes with nothing to repair per size; the median is reported.")
     var reconcilePasses = 5
 
+    @Option(help: "Rotations (each followed by its reclaim) per size; medians are reported.")
+    var rotations = 3
+
+    @Option(help: "Floor measurements per size, each in a fresh namespace; the median is reported.")
+    var floorRuns = 3
+
     @Flag(help: "Keep the encrypt map in memory instead of a pinned BPF map.")
     var memoryMap = false
 
     @Flag(help: .hidden)
     var agentOnly = false
+
+    @Option(help: "Peers in the agent's first kernel batch (AgentController.Settings.firstBatchPeers).")
+    var firstBatch = AgentController.Settings().firstBatchPeers
+
+    @Option(help: "Most peers in one kernel batch (AgentController.Settings.batchPeersLimit).")
+    var batchLimit = AgentController.Settings().batchPeersLimit
+
+    @Flag(help: "Profiling: accept every request without a kernel, so the rotation shows the agent's own work alone.")
+    var noKernel = false
 
     @Flag(help: "Leave the kernel's policy hash thresholds at their defaults (the agent lowers them; xfrmPolicyHashing).")
     var noPolicyHashing = false
@@ -51,17 +66,20 @@ struct ScaleBenchmark: AsyncParsableCommand {
             print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
             return
         }
-        print("peers | initial s | rotation s | kernel s | agent s | floor s | rot/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB")
-        print("---|---|---|---|---|---|---|---|---|---|---|---|---|---")
+        print("peers | initial s | rotation s | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB")
+        print("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---")
         for n in peers {
             var r = try runAgentChild(peers: n)
-            r.floor = try measureFloor(peers: n)
-            print(String(format: "%d | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f",
-                         n, r.initial, r.rotation, r.rotationKernel, r.rotation - r.rotationKernel, r.floor,
-                         r.rotation / r.floor, r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
+            let floors = try (0..<max(1, floorRuns)).map { _ in try measureFloor(peers: n) }.sorted()
+            r.floor = floors[floors.count / 2]
+            print(String(format: "%d | %.3f | %.3f | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f",
+                         n, r.initial, r.rotation, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
+                         r.rotationRest * 1000, r.rotationKernel, r.floor, r.rotation / r.floor, r.rotationXFRM / r.floor,
+                         r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
                          r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
                          r.rotation / Double(n) * 1e6, r.peakRSS))
         }
+        print(String(format: "rotation, its phases, kernel busy and reclaim: medians of %d rotations; floor: median of %d runs", max(1, rotations), max(1, floorRuns)))
         print("reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)")
         print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
                      + "process before the agent starts: runtime and libraries)%@", baselineRSS,
@@ -76,10 +94,13 @@ struct ScaleBenchmark: AsyncParsableCommand {
     func runAgentChild(peers n: Int) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)"]
+        var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)",
+                         "--rotations", "\(rotations)"]
         if noPolicyHashing { arguments.append("--no-policy-hashing") }
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
         if memoryMap { arguments.append("--memory-map") }
+        if noKernel { arguments.append("--no-kernel") }
+        arguments += ["--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)"]
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -117,12 +138,20 @@ struct ScaleBenchmark: AsyncParsableCommand {
 
     struct Result: Codable {
         var initial = 0.0, rotation = 0.0, rotationKernel = 0.0, floor = 0.0, reclaim = 0.0, reconcile = 0.0
+        var rotationXFRM = 0.0, rotationAdvertiseAndSwitch = 0.0, rotationRest = 0.0
         var scrape = 0.0
         var scrapeDumps = 0
         var objects = 0
         var peakRSS = 0.0, baselineRSS = 0.0
         var policyDump = 0.0, stateDump = 0.0, mapRead = 0.0
         var reconcileCPU = 0.0
+    }
+
+    /// One rotation round: key-file event to BPF switch, its phases (from the publishes' times), the time the
+    /// kernel adapter was busy (overlaps the agent's own work: batches are pipelined), and the reclaim after.
+    struct Rotation {
+        var total: Double, kernel: Double
+        var xfrm = 0.0, advertiseAndSwitch = 0.0, rest = 0.0, reclaim = 0.0
     }
 
     /// CPU time of the whole process (all threads, user + system): unlike wall time, not inflated by other
@@ -161,16 +190,19 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let client = try XFRMClient(networkNamespacePath: nsAgent.path)
         let adapter = XFRMClientKernel(client: client)
         if !noPolicyHashing { _ = try await adapter.hashPolicies(podCIDRs: Self.local.podCIDRs) }  // as `ipsec-agent run`
-        let kernel = TimingKernel(hostPoliciesOnly ? PoliciesOnlyKernel(adapter) as any XFRMKernel : adapter)
+        let kernel = TimingKernel(noKernel ? AcceptingKernel() : hostPoliciesOnly ? PoliciesOnlyKernel(adapter) as any XFRMKernel : adapter)
         let map: any EncryptMap = memoryMap ? InMemoryEncryptMap() : try BPFDatapath(pinDirectory: pins)
         let publisher = BenchPublisher()
         let local = Self.local
         let clock = ContinuousClock()
         let origin = clock.now
+        var settings = AgentController.Settings()
+        settings.firstBatchPeers = firstBatch
+        settings.batchPeersLimit = batchLimit
         let controller = AgentController(
             local: local, kernel: kernel, encryptMap: map, publisher: publisher, keyOperations: .standard,
-            now: { clock.now - origin }, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let key1 = BenchKeys.key(1), key2 = BenchKeys.key(2)
+            settings: settings, now: { clock.now - origin }, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let key1 = BenchKeys.key(1)
         var records = Self.records(n)
         Self.traceRSS("start")
 
@@ -183,31 +215,59 @@ struct ScaleBenchmark: AsyncParsableCommand {
         result.initial = seconds(clock.now - t)
         Self.traceRSS("initial")
 
-        // Rotation to key 2: XFRM for all peers, advertise, BPF switch.
-        kernel.reset()
-        t = clock.now
-        await controller.keyFileChanged(.success(key2))
-        result.rotation = seconds(clock.now - t)
-        MemoryTuning.releaseFreeMemory()
-        result.rotationKernel = kernel.elapsed
-        Self.traceRSS("rotation")
-        let status = await controller.status()
-        guard status.encryptKey == 2 else { throw ValidationError("rotation did not reach the BPF switch: \(status.lastError ?? "?")") }
+        // Rotations 1 → 2 → 3 → …: XFRM for all peers, advertise, BPF switch; then every peer acknowledges and the
+        // old key is reclaimed. Each round has the same shape (old key's objects in place, the new key's added);
+        // medians are reported.
+        var rounds: [Rotation] = []
+        for round in 0..<max(1, rotations) {
+            let newKey = BenchKeys.key(round + 2)
+            kernel.reset()
+            _ = publisher.drain()
+            t = clock.now
+            await controller.keyFileChanged(.success(newKey))
+            let end = clock.now
+            MemoryTuning.releaseFreeMemory()
+            var rotation = Rotation(total: seconds(end - t), kernel: kernel.elapsed)
+            let publishes = publisher.drain()
+            guard let advertised = publishes.first(where: { $0.1.spi == newKey.id }),
+                  let switched = publishes.first(where: { $0.1.encryptSpi == newKey.id }) else {
+                throw ValidationError("rotation to key \(newKey.id) published no advertisement or no switch")
+            }
+            rotation.xfrm = seconds(advertised.0 - t)
+            rotation.advertiseAndSwitch = seconds(switched.0 - advertised.0)
+            rotation.rest = seconds(end - switched.0)
+            Self.traceRSS("rotation \(round + 1)")
+            let status = await controller.status()
+            guard status.encryptKey == newKey.id.rawValue else {
+                throw ValidationError("rotation did not reach the BPF switch: \(status.lastError ?? "?")")
+            }
 
-        // Every peer acknowledges; the old key is reclaimed.
-        let advertised = publisher.revision
-        for i in records.indices {
-            records[i].spi = KeyID(2)
-            records[i].encryptSpi = KeyID(2)
-            records[i].keyFingerprint = key2.fingerprint
-            records[i].xfrmRevision = advertised + 1
-            records[i].revision = advertised + 2
+            let revision = publisher.revision
+            for i in records.indices {
+                records[i].spi = newKey.id
+                records[i].encryptSpi = newKey.id
+                records[i].keyFingerprint = newKey.fingerprint
+                records[i].xfrmRevision = revision + 1
+                records[i].revision = revision + 2
+            }
+            t = clock.now
+            await controller.peersChanged(records, connected: true)
+            rotation.reclaim = seconds(clock.now - t)
+            MemoryTuning.releaseFreeMemory()
+            Self.traceRSS("reclaim \(round + 1)")
+            guard await controller.status().keysInUse == [newKey.id.rawValue] else { throw ValidationError("reclaim incomplete") }
+            rounds.append(rotation)
         }
-        t = clock.now
-        await controller.peersChanged(records, connected: true)
-        result.reclaim = seconds(clock.now - t)
-        Self.traceRSS("reclaim")
-        guard await controller.status().keysInUse == [2] else { throw ValidationError("reclaim incomplete") }
+        func median(_ value: (Rotation) -> Double) -> Double {
+            let sorted = rounds.map(value).sorted()
+            return sorted[sorted.count / 2]
+        }
+        result.rotation = median(\.total)
+        result.rotationKernel = median(\.kernel)
+        result.rotationXFRM = median(\.xfrm)
+        result.rotationAdvertiseAndSwitch = median(\.advertiseAndSwitch)
+        result.rotationRest = median(\.rest)
+        result.reclaim = median(\.reclaim)
 
         // Reconcile with nothing to repair.
         await controller.reconcile()
@@ -221,7 +281,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
             passes.append(seconds(clock.now - t))
             cpu.append(Self.processCPUSeconds() - cpuStart)
             MemoryTuning.releaseFreeMemory()
-            guard report.totalRepairs == 0 else { throw ValidationError("reconcile repaired \(report.summary)") }
+            guard noKernel || report.totalRepairs == 0 else { throw ValidationError("reconcile repaired \(report.summary)") }
         }
         result.reconcile = passes.sorted()[passes.count / 2]
         result.reconcileCPU = cpu.sorted()[cpu.count / 2]
@@ -273,7 +333,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let peersModel = records.map { r in
             Peer(name: r.name, nodeID: r.nodeID, underlay: r.ipv4!, podCIDRs: r.podCIDRs, bootID: r.bootID)
         }
-        func objects(_ keys: Set<KeyID>) -> DesiredState {
+        func objects(_ keys: KeyIDSet) -> DesiredState {
             let live = Dictionary(uniqueKeysWithValues: records.map { ($0.name, PeerKeys(inbound: keys, outbound: keys)) })
             return DesiredState(local: local, peers: peersModel, peerKeys: live,
                                 keys: [KeyID(1)!: key1, KeyID(2)!: key2], derive: KeyOperations.standard.derive)
@@ -326,17 +386,42 @@ final class TimingKernel: XFRMKernel {
     func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
 }
 
-/// Acknowledges every publish at once with a growing revision.
+/// `--no-kernel`: every request succeeds at once and nothing is kept (dumps are empty).
+final class AcceptingKernel: XFRMKernel {
+    func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
+        Array(repeating: .success(()), count: requests.count)
+    }
+    func ownedStates() async throws -> [XFRMState] { [] }
+    func ownedPolicies() async throws -> [XFRMPolicy] { [] }
+    func state(_ id: XFRMStateID) async throws -> XFRMState? { nil }
+    func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { nil }
+}
+
+/// Acknowledges every publish at once with a growing revision, and notes when each publish came (the
+/// rotation's phase boundaries: the advertisement ends the XFRM phase, the `encryptSpi` publish follows the BPF
+/// switch).
 final class BenchPublisher: RecordPublisher {
-    private let counter = Mutex<Int64>(1000)
-    var revision: Int64 { counter.withLock { $0 } }
-    func publish(_ record: NodeRecordUpdate) async throws -> Int64 { counter.withLock { $0 += 1; return $0 } }
+    private let state = Mutex<(revision: Int64, log: [(ContinuousClock.Instant, NodeRecordUpdate)])>((1000, []))
+    var revision: Int64 { state.withLock { $0.revision } }
+    /// The publishes since the last call, with their times.
+    func drain() -> [(ContinuousClock.Instant, NodeRecordUpdate)] {
+        state.withLock { s in defer { s.log = [] }; return s.log }
+    }
+    func publish(_ record: NodeRecordUpdate) async throws -> Int64 {
+        let t = ContinuousClock.now
+        return state.withLock { s in
+            s.log.append((t, record))
+            s.revision += 1
+            return s.revision
+        }
+    }
 }
 
 enum BenchKeys {
-    static func key(_ id: Int) -> IPsecKey {
-        IPsecKey(id: KeyID(id)!, algorithm: .aesGCM(keyBits: 128, icvBits: 128),
-                 encryptionKey: SecretBytes((0..<20).map { UInt8(truncatingIfNeeded: $0 * 7 + id) }))
+    /// The `n`th key of the benchmark: key IDs wrap around after 15, the material differs for every `n`.
+    static func key(_ n: Int) -> IPsecKey {
+        IPsecKey(id: KeyID((n - 1) % 15 + 1)!, algorithm: .aesGCM(keyBits: 128, icvBits: 128),
+                 encryptionKey: SecretBytes((0..<20).map { UInt8(truncatingIfNeeded: $0 * 7 + n) }))
     }
 }
 

@@ -161,6 +161,49 @@ import XFRM
         #expect(refresh() == 62)
     }
 
+    /// A rotation step patches a peer's objects (only the keys that came or went) instead of rebuilding them;
+    /// through random changes of live keys, key material and peer identity, the cache must still equal a fresh
+    /// computation, and the per-peer linear diff must equal the general one.
+    @Test(arguments: 0..<6) func patchedObjectsEqualAFreshComputationThroughRandomChanges(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        var w = Self.world(peers: 6)
+        w.peers["n3"]!.podCIDRs.append(IPPrefix("10.103.0.0/24")!)  // a peer with two pod CIDRs
+        let material = (1...4).map { TestKeys.key($0) }
+        w.keys = [KeyID(1)!: material[0], KeyID(2)!: material[1], KeyID(3)!: material[2]]  // key 4: no material
+        var cache = DesiredStateCache()
+        var previous: [String: PeerObjects] = [:]
+        for _ in 0..<150 {
+            let name = "n\(Int.random(in: 2...7, using: &rng))"
+            let key = KeyID(Int.random(in: 1...4, using: &rng))!
+            switch Int.random(in: 0..<20, using: &rng) {
+            case 0..<7:
+                if !w.peerKeys[name]!.inbound.insert(key).inserted { w.peerKeys[name]!.inbound.remove(key) }
+            case 7..<14:
+                if !w.peerKeys[name]!.outbound.insert(key).inserted { w.peerKeys[name]!.outbound.remove(key) }
+            case 14..<16:  // two keys of a peer change at once
+                w.peerKeys[name]!.inbound.formSymmetricDifference([key, key.next])
+                w.peerKeys[name]!.outbound.formSymmetricDifference([key])
+            case 16:
+                w.keys[key] = w.keys[key] == nil ? material[Int(key.rawValue) - 1] : nil
+            case 17:
+                w.keys[key] = TestKeys.key(Int(key.rawValue), byte: UInt8.random(in: 0...255, using: &rng))
+            case 18:
+                w.peers[name]!.bootID = "boot-\(Int.random(in: 0...3, using: &rng))"
+            default:
+                w.peers[name]!.podCIDRs = w.peers[name]!.podCIDRs.count == 1
+                    ? [w.peers[name]!.podCIDRs[0], IPPrefix("10.200.\(name.dropFirst()).0/24")!]
+                    : [w.peers[name]!.podCIDRs[0]]
+            }
+            #expect(w.cached(&cache) == w.fresh())
+            for (peer, objects) in cache.peerStates {
+                let before = previous[peer] ?? PeerObjects()
+                #expect(XFRMDiff(installed: before, desired: objects)
+                        == XFRMDiff(desired: objects, actualStates: before.states, actualPolicies: before.policies))
+            }
+            previous = cache.peerStates
+        }
+    }
+
     @Test func policyHashThresholdsCoverThePodPrefixesAndOnlyEverGoDown() {
         let pods = [IPPrefix("10.244.1.0/24")!, IPPrefix("fd00:10:244:1::/64")!]
         let lowered = DatapathLayout.policyHashThresholds(current: .kernelDefault, podCIDRs: pods)
