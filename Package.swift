@@ -151,6 +151,7 @@ let package = Package(
             name: "KeysTests",
             dependencies: [
                 "Keys", "IPsecPrimitives", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

@@ -501,85 +501,40 @@ public actor AgentController {
     @discardableResult
     private func program(peers names: [String]) async -> Bool {
         var size = max(1, settings.firstBatchPeers)
-        let kernel = self.kernel
+        var allOK = true
         var start = 0
-        return await withTaskGroup(of: ChunkOutcome.self, returning: Bool.self) { group in
-            var allOK = true
-            var inFlight: ChunkPlan?
-            repeat {
-                var next: ChunkPlan?
-                if start < names.count {
-                    let end = min(start + size, names.count)
-                    next = plan(chunk: names[start..<end])  // while the kernel works on the previous batch
-                    start = end
-                    size = min(2 * size, max(size, settings.batchPeersLimit))
-                }
-                let previous = inFlight
-                let outcome = previous == nil ? nil : await group.next()
-                inFlight = nil
-                if var next {
-                    let work = next.takeWork()
-                    inFlight = next
-                    group.addTask { await work.send(to: kernel) }
-                }
-                if let previous, let outcome, !finish(previous, outcome) { allOK = false }
-            } while inFlight != nil
-            return allOK
-        }
+        var inFlight: (plan: BatchPlan, pending: KernelBatch.Pending)?
+        repeat {
+            var next: BatchPlan?
+            if start < names.count {
+                // A remainder under half the next size joins this batch (no tiny last batch).
+                var end = min(start + size, names.count)
+                if names.count - end < size { end = names.count }
+                next = plan(batch: names[start..<end])  // while the kernel works on the previous batch
+                start = end
+                size = min(2 * size, max(size, settings.batchPeersLimit))
+            }
+            let previous = inFlight
+            let outcome = await previous?.pending.outcome
+            inFlight = nil
+            if var next {
+                let batch = next.batch
+                next.batch = KernelBatch()  // the plan keeps only what `finish` needs
+                inFlight = (next, batch.send(to: kernel))
+            }
+            if let previous, let outcome, !finish(previous.plan, outcome) { allOK = false }
+        } while inFlight != nil
+        return allOK
     }
 
     /// One batch as built on the actor: the peers' new models and the kernel work that installs them.
-    private struct ChunkPlan {
+    private struct BatchPlan {
         var names: ArraySlice<String>
         var wants: [PeerObjects]
-        var work: ChunkWork
-
-        /// Hands the requests over to the task that sends them (the plan keeps only what `finish` needs).
-        mutating func takeWork() -> ChunkWork {
-            defer { work = ChunkWork(installs: [], installOwners: [], removals: [], removalOwners: []) }
-            return work
-        }
+        var batch: KernelBatch
     }
 
-    /// A batch's kernel requests; `owners` map each request to its peer's index in the batch.
-    private struct ChunkWork: Sendable {
-        var installs: [XFRMRequest]
-        var installOwners: [Int32]
-        var removals: [XFRMRequest]
-        var removalOwners: [Int32]
-
-        /// Installs, then removals for the peers whose installs all succeeded (make before break).
-        func send(to kernel: any XFRMKernel) async -> ChunkOutcome {
-            var outcome = ChunkOutcome()
-            if !installs.isEmpty {
-                for (i, result) in (await kernel.apply(installs)).enumerated() {
-                    if case .failure(let error) = result, !AgentController.isAlreadyExists(error) {
-                        outcome.failed.insert(installOwners[i])
-                        outcome.installFailures.append((installs[i], error))
-                    }
-                }
-            }
-            let removalBatch = outcome.failed.isEmpty
-                ? removals : removals.indices.filter { !outcome.failed.contains(removalOwners[$0]) }.map { removals[$0] }
-            if !removalBatch.isEmpty {
-                for (i, result) in (await kernel.apply(removalBatch)).enumerated() {
-                    if case .failure(let error) = result, !AgentController.isNotFound(error) {
-                        outcome.removalFailures.append((removalBatch[i], error))
-                    }
-                }
-            }
-            return outcome
-        }
-    }
-
-    private struct ChunkOutcome: Sendable {
-        /// Indices (in the batch) of peers with a failed install.
-        var failed = Set<Int32>()
-        var installFailures: [(XFRMRequest, any Error)] = []
-        var removalFailures: [(XFRMRequest, any Error)] = []
-    }
-
-    private func plan(chunk names: ArraySlice<String>) -> ChunkPlan {
+    private func plan(batch names: ArraySlice<String>) -> BatchPlan {
         // One batch: every peer's new SAs first, then every policy — SAs exist before any policy points at them,
         // and the kernel gets the same shape of batch as the XFRM client's floor in the benchmark.
         var wants: [PeerObjects] = []
@@ -615,13 +570,13 @@ public actor AgentController {
         }
         requests += policyRequests
         owners += policyOwners
-        return ChunkPlan(names: names, wants: wants, work: ChunkWork(
+        return BatchPlan(names: names, wants: wants, batch: KernelBatch(
             installs: requests, installOwners: owners, removals: removals, removalOwners: removalOwners))
     }
 
     /// Records a sent batch's outcome on the actor: advances the models of the peers whose installs all
     /// succeeded, logs failures. True when nothing failed.
-    private func finish(_ plan: ChunkPlan, _ outcome: ChunkOutcome) -> Bool {
+    private func finish(_ plan: BatchPlan, _ outcome: KernelBatch.Outcome) -> Bool {
         for (request, error) in outcome.installFailures {
             lastError = "xfrm: \(error)"
             metrics.xfrmError()

@@ -59,18 +59,18 @@ public struct PeerObjects: Sendable, Equatable {
     public var isEmpty: Bool { states.isEmpty && keptStates.isEmpty && policies.isEmpty }
 
     public func state(_ id: XFRMStateID) -> XFRMState? {
-        states.first { $0.spi == id.spi && $0.id == id }
+        states.first { $0.hasID(id) }
     }
 
     public func policy(_ id: XFRMPolicyID) -> XFRMPolicy? {
-        policies.first { $0.direction == id.direction && $0.id == id }
+        policies.first { $0.hasID(id) }
     }
 }
 
 extension PeerObjects: DesiredObjectSink {
     mutating func add(_ state: XFRMState) {
         let id = state.id
-        if let i = states.firstIndex(where: { $0.spi == id.spi && $0.id == id }) { states[i] = state } else { states.append(state) }
+        if let i = states.firstIndex(where: { $0.hasID(id) }) { states[i] = state } else { states.append(state) }
     }
 
     mutating func keep(_ id: XFRMStateID) {
@@ -79,7 +79,7 @@ extension PeerObjects: DesiredObjectSink {
 
     mutating func add(_ policy: XFRMPolicy) {
         let id = policy.id
-        if let i = policies.firstIndex(where: { $0.direction == id.direction && $0.id == id }) {
+        if let i = policies.firstIndex(where: { $0.hasID(id) }) {
             policies[i] = policy
         } else {
             policies.append(policy)

@@ -87,24 +87,35 @@ extension XFRMDiff {
     /// installed for it, computed by linear search: a handful of objects on each side, so no hashing and no
     /// allocation beyond the result (this runs for every peer of a rotation).
     init(installed have: PeerObjects, desired want: PeerObjects) {
-        for state in have.states {
-            let id = state.id
-            if let wanted = want.state(id) {
-                if !XFRMDiff.sameState(wanted, state) { replaceStates.append(wanted) }
+        // By index and by stored fields (`hasID`), so that matching copies no object.
+        let haveStates = have.states, wantStates = want.states
+        for i in haveStates.indices {
+            let id = haveStates[i].id
+            if let j = wantStates.firstIndex(where: { $0.hasID(id) }) {
+                if !XFRMDiff.sameState(wantStates[j], haveStates[i]) { replaceStates.append(wantStates[j]) }
             } else if !want.keptStates.contains(id) {
                 deleteStates.append(id)
             }
         }
-        for state in want.states where have.state(state.id) == nil { addStates.append(state) }
-        for policy in have.policies {
-            let id = policy.id
-            if let wanted = want.policy(id) {
-                if !XFRMDiff.samePolicy(wanted, policy) { updatePolicies.append(wanted) }
+        for j in wantStates.indices {
+            let id = wantStates[j].id
+            if !haveStates.contains(where: { $0.hasID(id) }) { addStates.append(wantStates[j]) }
+        }
+        let havePolicies = have.policies, wantPolicies = want.policies
+        for i in havePolicies.indices {
+            let id = havePolicies[i].id
+            if let j = wantPolicies.firstIndex(where: { $0.hasID(id) }) {
+                if !XFRMDiff.samePolicy(wantPolicies[j], havePolicies[i]) { updatePolicies.append(wantPolicies[j]) }
             } else {
                 deletePolicies.append(id)
             }
         }
-        for policy in want.policies where have.policy(policy.id) == nil { addPolicies.append(policy) }
+        for j in wantPolicies.indices {
+            let id = wantPolicies[j].id
+            if !havePolicies.contains(where: { $0.hasID(id) }) {
+                addPolicies.append(wantPolicies[j])
+            }
+        }
     }
 }
 

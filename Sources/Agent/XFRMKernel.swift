@@ -6,6 +6,11 @@ public protocol XFRMKernel: Sendable {
     /// Applies a batch; one result per request, in order. One failure does not stop the others. Failures are
     /// `XFRMKernelError`s.
     func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>]
+    /// `apply` without waiting: starts the batch and hands its results to `completion`, on any thread. The
+    /// controller pipelines batches with it (it builds the next while the kernel applies this one). An adapter
+    /// with a thread of its own should implement it directly: the default runs `apply` in a task, one more
+    /// thread hand-off per batch.
+    func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void)
     /// The agent's own SAs, with lifetime counters.
     func ownedStates() async throws -> [XFRMState]
     /// The agent's own policies.
@@ -14,6 +19,12 @@ public protocol XFRMKernel: Sendable {
     func state(_ id: XFRMStateID) async throws -> XFRMState?
     /// One policy by identity (nil if absent), for `trace`.
     func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy?
+}
+
+extension XFRMKernel {
+    public func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void) {
+        Task { completion(await apply(requests)) }
+    }
 }
 
 /// How an `XFRMKernel` reports a failed request: the two outcomes the controller treats specially, and the rest.

@@ -10,21 +10,36 @@ public final class PoliciesOnlyKernel: XFRMKernel {
     public init(_ inner: any XFRMKernel) { self.inner = inner }
 
     public func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
-        var results = [Result<Void, any Error>?](repeating: nil, count: requests.count)
-        var forward: [(Int, XFRMRequest)] = []
-        states.withLock { s in
-            for (i, r) in requests.enumerated() {
-                switch r {
-                case .addState(let st), .updateState(let st): s[st.id] = st; results[i] = .success(())
-                case .deleteState(let id): s[id] = nil; results[i] = .success(())
-                default: forward.append((i, r))
-                }
+        await withCheckedContinuation { continuation in submit(requests) { continuation.resume(returning: $0) } }
+    }
+
+    /// The in-memory SAs are stored on the inner kernel's thread, after its policies, where a real kernel would
+    /// do that work (not on the caller's).
+    public func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void) {
+        let positions = requests.indices.filter {
+            switch requests[$0] {
+            case .addState, .updateState, .deleteState: false
+            default: true
             }
         }
-        let forwarded = await inner.apply(forward.map(\.1))
-        for (k, (i, _)) in forward.enumerated() { results[i] = forwarded[k] }
-        return results.map { $0! }
+        let forward = positions.map { requests[$0] }
+        let storeStates: @Sendable ([Result<Void, any Error>]) -> Void = { [self] forwarded in
+            var results = [Result<Void, any Error>](repeating: .success(()), count: requests.count)
+            for (k, i) in positions.enumerated() { results[i] = forwarded[k] }
+            states.withLock { s in
+                for r in requests {
+                    switch r {
+                    case .addState(let st), .updateState(let st): s[st.id] = st
+                    case .deleteState(let id): s[id] = nil
+                    default: continue
+                    }
+                }
+            }
+            completion(results)
+        }
+        if forward.isEmpty { storeStates([]) } else { inner.submit(forward, completion: storeStates) }
     }
+
     public func ownedStates() async throws -> [XFRMState] { states.withLock { Array($0.values) } }
     public func ownedPolicies() async throws -> [XFRMPolicy] { try await inner.ownedPolicies() }
     public func state(_ id: XFRMStateID) async throws -> XFRMState? { states.withLock { $0[id] } }

@@ -18,8 +18,13 @@ public final class XFRMClientKernel: XFRMKernel {
     }
 
     public func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
-        await run { client in
-            client.perform(requests).map { result in result.mapError { XFRMClientKernel.classify($0) } }
+        await withCheckedContinuation { continuation in submit(requests) { continuation.resume(returning: $0) } }
+    }
+
+    /// Straight onto the netlink queue: the only thread hand-offs are to the queue and back to the caller.
+    public func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void) {
+        queue.async { [client] in
+            completion(client.perform(requests).map { result in result.mapError { XFRMClientKernel.classify($0) } })
         }
     }
 

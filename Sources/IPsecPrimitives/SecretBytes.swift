@@ -22,9 +22,13 @@ public struct SecretBytes: Hashable, Sendable, CustomStringConvertible, CustomDe
     /// Constant-time comparison.
     public static func == (lhs: SecretBytes, rhs: SecretBytes) -> Bool {
         guard lhs.storage.count == rhs.storage.count else { return false }
-        var diff: UInt8 = 0
-        for i in lhs.storage.indices { diff |= lhs.storage[i] ^ rhs.storage[i] }
-        return diff == 0
+        return lhs.storage.withUnsafeBufferPointer { a in
+            rhs.storage.withUnsafeBufferPointer { b in
+                var diff: UInt8 = 0
+                for i in 0..<a.count { diff |= a[i] ^ b[i] }
+                return diff == 0
+            }
+        }
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(storage.count) }

@@ -36,9 +36,9 @@ public enum KeyDerivation {
         // so does the HMAC key schedule of Expand (a prepared HMAC is copied per pair): a rotation derives two pair
         // keys per peer.
         let prepared = expanders(for: key)
-        func derive(_ expander: HMAC<SHA256>, _ count: Int, _ purpose: Purpose) -> SecretBytes {
+        func derive(_ expander: PreparedHMAC, _ count: Int, _ purpose: Purpose) -> SecretBytes {
             let info = self.info(
-                purpose: purpose, key: key, source: source, destination: destination,
+                purpose: purpose, key: key, identifier: prepared.identifier, source: source, destination: destination,
                 sourceBootID: sourceBootID, destinationBootID: destinationBootID
             )
             return SecretBytes(expand(expander, info: info, count: count))
@@ -50,48 +50,83 @@ public enum KeyDerivation {
         )
     }
 
+    /// HMAC-SHA256 keyed with a PRK, as the two SHA-256 states after the padded key block (RFC 2104): a MAC is
+    /// `outer ‖ H(inner ‖ message)`. Built once per key; each MAC copies both states, so the per-pair work is the
+    /// hashing itself (`HMAC<SHA256>`, being generic, also resolved type metadata on every call).
+    struct PreparedHMAC: Sendable {
+        private let inner: SHA256
+        private let outer: SHA256
+
+        init(key: UnsafeRawBufferPointer) {
+            precondition(key.count <= SHA256.blockByteCount)
+            var padded = [UInt8](repeating: 0, count: SHA256.blockByteCount)
+            for (i, byte) in key.enumerated() { padded[i] = byte }
+            var inner = SHA256(), outer = SHA256()
+            var block = padded.map { $0 ^ 0x36 }
+            block.withUnsafeBytes { inner.update(bufferPointer: $0) }
+            block = padded.map { $0 ^ 0x5C }
+            block.withUnsafeBytes { outer.update(bufferPointer: $0) }
+            for i in block.indices { block[i] = 0; padded[i] = 0 }
+            self.inner = inner
+            self.outer = outer
+        }
+
+        /// HMAC(PRK, parts[0] ‖ parts[1] ‖ …).
+        func authenticationCode(_ parts: UnsafeRawBufferPointer...) -> SHA256.Digest {
+            var inner = self.inner
+            for part in parts { inner.update(bufferPointer: part) }
+            var outer = self.outer
+            inner.finalize().withUnsafeBytes { outer.update(bufferPointer: $0) }
+            return outer.finalize()
+        }
+    }
+
     /// RFC 5869 Expand with an HMAC already keyed with the PRK: T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i).
-    static func expand(_ keyed: HMAC<SHA256>, info: [UInt8], count: Int) -> [UInt8] {
+    static func expand(_ keyed: PreparedHMAC, info: [UInt8], count: Int) -> [UInt8] {
         precondition(count <= 255 * SHA256.byteCount)
         var output: [UInt8] = []
         output.reserveCapacity(count + SHA256.byteCount)
         var previous: [UInt8] = []
         var counter: UInt8 = 1
         while output.count < count {
-            var mac = keyed
-            mac.update(data: previous)
-            mac.update(data: info)
-            mac.update(data: [counter])
-            previous = Array(mac.finalize())
+            let block = previous.withUnsafeBytes { previousBytes in
+                info.withUnsafeBytes { infoBytes in
+                    withUnsafeBytes(of: counter) { keyed.authenticationCode(previousBytes, infoBytes, $0) }
+                }
+            }
+            previous = block.withUnsafeBytes { Array($0) }
             output += previous
             counter += 1
         }
-        return Array(output.prefix(count))
+        if output.count > count { output.removeLast(output.count - count) }
+        return output
     }
 
     private struct Prepared {
         var key: IPsecKey
-        var encryption: HMAC<SHA256>
-        var authentication: HMAC<SHA256>?
+        var identifier: [UInt8]
+        var encryption: PreparedHMAC
+        var authentication: PreparedHMAC?
     }
 
     /// Extract and the Expand key schedule of the last few keys' components (a rotation holds two keys).
     private static let prepared = Mutex<[Prepared]>([])
 
-    private static func expanders(for key: IPsecKey) -> (encryption: HMAC<SHA256>, authentication: HMAC<SHA256>?) {
-        if let hit = prepared.withLock({ $0.first { $0.key == key } }) { return (hit.encryption, hit.authentication) }
-        func extract(_ component: SecretBytes) -> HMAC<SHA256> {
+    private static func expanders(for key: IPsecKey) -> Prepared {
+        if let hit = prepared.withLock({ $0.first { $0.key == key } }) { return hit }
+        func extract(_ component: SecretBytes) -> PreparedHMAC {
             let prk = component.withUnsafeBytes { ikm in
                 HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: ikm), salt: salt)
             }
-            return prk.withUnsafeBytes { HMAC<SHA256>(key: SymmetricKey(data: $0)) }
+            return prk.withUnsafeBytes { PreparedHMAC(key: $0) }
         }
-        let entry = Prepared(key: key, encryption: extract(key.encryptionKey), authentication: key.authenticationKey.map(extract))
+        let entry = Prepared(key: key, identifier: Array(key.algorithm.identifier.utf8), encryption: extract(key.encryptionKey),
+                             authentication: key.authenticationKey.map(extract))
         prepared.withLock { entries in
             entries.append(entry)
             if entries.count > 4 { entries.removeFirst() }
         }
-        return (entry.encryption, entry.authentication)
+        return entry
     }
 
     /// The HKDF info bytes, laid out as documented on the type.
@@ -99,31 +134,43 @@ public enum KeyDerivation {
         purpose: Purpose, key: IPsecKey, source: IPAddress, destination: IPAddress,
         sourceBootID: String, destinationBootID: String
     ) -> [UInt8] {
+        info(purpose: purpose, key: key, identifier: Array(key.algorithm.identifier.utf8), source: source,
+             destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID)
+    }
+
+    /// `info` with the algorithm identifier's bytes at hand (computed once per key): one allocation.
+    static func info(
+        purpose: Purpose, key: IPsecKey, identifier: [UInt8], source: IPAddress, destination: IPAddress,
+        sourceBootID: String, destinationBootID: String
+    ) -> [UInt8] {
         var info: [UInt8] = []
-        info.reserveCapacity(64 + sourceBootID.utf8.count + destinationBootID.utf8.count)
+        info.reserveCapacity(2 + 4 + identifier.count + 2 * 17 + 8 + sourceBootID.utf8.count + destinationBootID.utf8.count)
         func appendLength32(_ count: Int) {
-            info += [UInt8(truncatingIfNeeded: count >> 24), UInt8(truncatingIfNeeded: count >> 16),
-                     UInt8(truncatingIfNeeded: count >> 8), UInt8(truncatingIfNeeded: count)]
+            info.append(UInt8(truncatingIfNeeded: count >> 24))
+            info.append(UInt8(truncatingIfNeeded: count >> 16))
+            info.append(UInt8(truncatingIfNeeded: count >> 8))
+            info.append(UInt8(truncatingIfNeeded: count))
         }
-        info.append(purpose.rawValue)
-        info.append(key.id.rawValue)
-        let identifier = key.algorithm.identifier.utf8
-        appendLength32(identifier.count)
-        info += identifier
-        for address in [source, destination] {
+        func appendAddress(_ address: IPAddress) {
             switch address {
             case .v4(let v):
                 info.append(4)
-                withUnsafeBytes(of: v.bigEndian) { info += $0 }
+                withUnsafeBytes(of: v.bigEndian) { info.append(contentsOf: $0) }
             case .v6(let v):
                 info.append(16)
-                withUnsafeBytes(of: v.bigEndian) { info += $0 }
+                withUnsafeBytes(of: v.bigEndian) { info.append(contentsOf: $0) }
             }
         }
+        info.append(purpose.rawValue)
+        info.append(key.id.rawValue)
+        appendLength32(identifier.count)
+        info.append(contentsOf: identifier)
+        appendAddress(source)
+        appendAddress(destination)
         appendLength32(sourceBootID.utf8.count)
-        info += sourceBootID.utf8
+        info.append(contentsOf: sourceBootID.utf8)
         appendLength32(destinationBootID.utf8.count)
-        info += destinationBootID.utf8
+        info.append(contentsOf: destinationBootID.utf8)
         return info
     }
 }

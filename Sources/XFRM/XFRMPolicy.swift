@@ -90,5 +90,11 @@ public struct XFRMPolicy: Hashable, Sendable, CustomStringConvertible {
         self.index = index
     }
     public var id: XFRMPolicyID { XFRMPolicyID(selector: selector, direction: direction, mark: mark) }
+
+    /// `id == other` without building `id`: compares the stored fields, direction first (no copy of the policy).
+    @inlinable
+    public func hasID(_ other: XFRMPolicyID) -> Bool {
+        direction == other.direction && mark == other.mark && selector == other.selector
+    }
     public var description: String { "\(id) prio \(priority) action \(action) tmpls \(templates.count)" }
 }

@@ -119,6 +119,12 @@ public struct XFRMState: Hashable, Sendable, CustomStringConvertible {
 
     public var id: XFRMStateID { XFRMStateID(destination: destination, spi: spi, proto: proto, mark: mark) }
 
+    /// `id == other` without building `id`: compares the stored fields, SPI first (no copy of the state).
+    @inlinable
+    public func hasID(_ other: XFRMStateID) -> Bool {
+        spi == other.spi && destination == other.destination && proto == other.proto && mark == other.mark
+    }
+
     public var description: String {
         "state src \(source) dst \(destination) spi 0x\(String(spi, radix: 16)) reqid \(reqid) mode \(mode)"
             + (mark.map { " mark \($0)" } ?? "")

@@ -66,14 +66,14 @@ struct ScaleBenchmark: AsyncParsableCommand {
             print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
             return
         }
-        print("peers | initial s | rotation s | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB")
+        print("peers | initial s | rotation s (CPU s) | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB")
         print("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---")
         for n in peers {
             var r = try runAgentChild(peers: n)
             let floors = try (0..<max(1, floorRuns)).map { _ in try measureFloor(peers: n) }.sorted()
             r.floor = floors[floors.count / 2]
-            print(String(format: "%d | %.3f | %.3f | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f",
-                         n, r.initial, r.rotation, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
+            print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f",
+                         n, r.initial, r.rotation, r.rotationCPU, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
                          r.rotationRest * 1000, r.rotationKernel, r.floor, r.rotation / r.floor, r.rotationXFRM / r.floor,
                          r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
                          r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
@@ -138,7 +138,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
 
     struct Result: Codable {
         var initial = 0.0, rotation = 0.0, rotationKernel = 0.0, floor = 0.0, reclaim = 0.0, reconcile = 0.0
-        var rotationXFRM = 0.0, rotationAdvertiseAndSwitch = 0.0, rotationRest = 0.0
+        var rotationCPU = 0.0, rotationXFRM = 0.0, rotationAdvertiseAndSwitch = 0.0, rotationRest = 0.0
         var scrape = 0.0
         var scrapeDumps = 0
         var objects = 0
@@ -150,7 +150,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
     /// One rotation round: key-file event to BPF switch, its phases (from the publishes' times), the time the
     /// kernel adapter was busy (overlaps the agent's own work: batches are pipelined), and the reclaim after.
     struct Rotation {
-        var total: Double, kernel: Double
+        var total: Double, kernel: Double, cpu: Double
         var xfrm = 0.0, advertiseAndSwitch = 0.0, rest = 0.0, reclaim = 0.0
     }
 
@@ -224,10 +224,15 @@ struct ScaleBenchmark: AsyncParsableCommand {
             kernel.reset()
             _ = publisher.drain()
             t = clock.now
+            let cpuStart = Self.processCPUSeconds()
+            var tsA = timespec(); clock_gettime(CLOCK_MONOTONIC, &tsA)
             await controller.keyFileChanged(.success(newKey))
+            var tsB = timespec(); clock_gettime(CLOCK_MONOTONIC, &tsB)
+            if ProcessInfo.processInfo.environment["IPSA_WINDOWS"] != nil { FileHandle.standardError.write(Data("WINDOW \(Double(tsA.tv_sec) + Double(tsA.tv_nsec)/1e9) \(Double(tsB.tv_sec) + Double(tsB.tv_nsec)/1e9)\n".utf8)) }
             let end = clock.now
+            let cpu = Self.processCPUSeconds() - cpuStart
             MemoryTuning.releaseFreeMemory()
-            var rotation = Rotation(total: seconds(end - t), kernel: kernel.elapsed)
+            var rotation = Rotation(total: seconds(end - t), kernel: kernel.elapsed, cpu: cpu)
             let publishes = publisher.drain()
             guard let advertised = publishes.first(where: { $0.1.spi == newKey.id }),
                   let switched = publishes.first(where: { $0.1.encryptSpi == newKey.id }) else {
@@ -264,6 +269,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         }
         result.rotation = median(\.total)
         result.rotationKernel = median(\.kernel)
+        result.rotationCPU = median(\.cpu)
         result.rotationXFRM = median(\.xfrm)
         result.rotationAdvertiseAndSwitch = median(\.advertiseAndSwitch)
         result.rotationRest = median(\.rest)
@@ -367,12 +373,15 @@ final class TimingKernel: XFRMKernel {
     func reset() { state.withLock { $0.elapsed = 0 } }
 
     func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
-        let clock = ContinuousClock()
-        let t = clock.now
-        let r = await inner.apply(requests)
-        let d = clock.now - t
-        state.withLock { $0.elapsed += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
-        return r
+        await withCheckedContinuation { continuation in submit(requests) { continuation.resume(returning: $0) } }
+    }
+    func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void) {
+        let start = ContinuousClock.now
+        inner.submit(requests) { [self] results in
+            let d = ContinuousClock.now - start
+            state.withLock { $0.elapsed += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+            completion(results)
+        }
     }
     func ownedStates() async throws -> [XFRMState] {
         state.withLock { $0.dumps += 1 }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import IPsecPrimitives
 import Testing
@@ -112,4 +113,19 @@ struct KeyDerivationTests {
             }
         }
     }
+
+    /// The prepared HMAC (two SHA-256 states built once per key) is HMAC-SHA256 for every key length up to a block.
+    @Test func preparedHMACIsHMACSHA256() {
+        for keyLength in [0, 1, 20, 32, 63, 64] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255) }
+            let prepared = key.withUnsafeBytes { KeyDerivation.PreparedHMAC(key: $0) }
+            for messageLength in [0, 1, 55, 64, 65, 200] {
+                let a = (0..<messageLength).map { _ in UInt8.random(in: 0...255) }, b: [UInt8] = [7, 8]
+                let expected = HMAC<SHA256>.authenticationCode(for: a + b, using: SymmetricKey(data: key))
+                let got = a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in prepared.authenticationCode(pa, pb) } }
+                #expect(Array(got) == Array(expected), "key \(keyLength) bytes, message \(messageLength) bytes")
+            }
+        }
+    }
+
 }
