@@ -125,6 +125,19 @@ struct ScaleBenchmark: AsyncParsableCommand {
         return kb / 1024
     }
 
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// With IPSA_BENCH_ROTATION_WINDOWS set: `rotation-window START END` (CLOCK_MONOTONIC seconds) on stderr for
+    /// each rotation, so a `perf record -k CLOCK_MONOTONIC` profile can be cut down to the rotations alone.
+    static func traceWindow(from start: Double) {
+        guard ProcessInfo.processInfo.environment["IPSA_BENCH_ROTATION_WINDOWS"] != nil else { return }
+        FileHandle.standardError.write(Data("rotation-window \(start) \(monotonicSeconds())\n".utf8))
+    }
+
     /// With IPSA_BENCH_TRACE_RSS set: current and peak RSS after each phase, on stderr.
     static func traceRSS(_ phase: String) {
         guard ProcessInfo.processInfo.environment["IPSA_BENCH_TRACE_RSS"] != nil,
@@ -225,10 +238,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
             _ = publisher.drain()
             t = clock.now
             let cpuStart = Self.processCPUSeconds()
-            var tsA = timespec(); clock_gettime(CLOCK_MONOTONIC, &tsA)
+            let window = Self.monotonicSeconds()
             await controller.keyFileChanged(.success(newKey))
-            var tsB = timespec(); clock_gettime(CLOCK_MONOTONIC, &tsB)
-            if ProcessInfo.processInfo.environment["IPSA_WINDOWS"] != nil { FileHandle.standardError.write(Data("WINDOW \(Double(tsA.tv_sec) + Double(tsA.tv_nsec)/1e9) \(Double(tsB.tv_sec) + Double(tsB.tv_nsec)/1e9)\n".utf8)) }
+            Self.traceWindow(from: window)
             let end = clock.now
             let cpu = Self.processCPUSeconds() - cpuStart
             MemoryTuning.releaseFreeMemory()
