@@ -9,6 +9,9 @@ final class NetlinkSocket {
     let fd: Int32
     private var sequence: UInt32
     private let receiveBuffer: UnsafeMutableRawBufferPointer
+    /// The buffer batches are encoded into (`XFRMClient.perform`), made on first use and kept: a pipelined
+    /// rotation sends many batches. Zeroed after every send (`NetlinkMessageBuilder.reset`): it holds key bytes.
+    lazy var batchBuilder = NetlinkMessageBuilder(capacity: XFRMClient.batchBytes + XFRMClient.messageHeadroom)
 
     /// Opens the socket (inside `networkNamespacePath` when given), enables extended acks and capped acks,
     /// forces a large receive buffer, and joins the multicast `groups` (XFRMNLGRP_*).

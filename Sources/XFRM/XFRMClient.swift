@@ -17,7 +17,7 @@ public final class XFRMClient: Sendable {
     static let receiveBufferBytes: Int32 = 32 * 1024 * 1024
     static let sendBufferBytes: Int32 = 4 * 1024 * 1024
     /// Room kept free in a batch for one more message (the largest is a state with keys, well under 4 KB).
-    private static let messageHeadroom = 16 * 1024
+    static let messageHeadroom = 16 * 1024
     private static let dumpAttempts = 5
 
     private let connection: Mutex<NetlinkSocket>
@@ -38,7 +38,7 @@ public final class XFRMClient: Sendable {
         guard !requests.isEmpty else { return [] }
         var results = [Result<Void, XFRMError>?](repeating: nil, count: requests.count)
         connection.withLock { socket in
-            let builder = NetlinkMessageBuilder(capacity: min(Self.batchBytes, requests.count * 1024) + Self.messageHeadroom)
+            let builder = socket.batchBuilder  // one buffer per socket, reused: no allocation or page faults per batch
             let firstSequence = socket.reserveSequenceNumbers(requests.count)
             var chunkStart = 0
             for (index, request) in requests.enumerated() {
