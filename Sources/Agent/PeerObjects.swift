@@ -70,7 +70,7 @@ public struct PeerObjects: Sendable, Equatable {
 extension PeerObjects: DesiredObjectSink {
     mutating func add(_ state: XFRMState) {
         let id = state.id
-        if let i = states.firstIndex(where: { $0.hasID(id) }) { states[i] = state } else { states.append(state) }
+        if let i = states.withUnsafeBufferPointer({ $0.firstIndex { $0.hasID(id) } }) { states[i] = state } else { states.append(state) }
     }
 
     mutating func keep(_ id: XFRMStateID) {
@@ -79,7 +79,7 @@ extension PeerObjects: DesiredObjectSink {
 
     mutating func add(_ policy: XFRMPolicy) {
         let id = policy.id
-        if let i = policies.firstIndex(where: { $0.hasID(id) }) {
+        if let i = policies.withUnsafeBufferPointer({ $0.firstIndex { $0.hasID(id) } }) {
             policies[i] = policy
         } else {
             policies.append(policy)

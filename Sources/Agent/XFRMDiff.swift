@@ -87,35 +87,50 @@ extension XFRMDiff {
     /// installed for it, computed by linear search: a handful of objects on each side, so no hashing and no
     /// allocation beyond the result (this runs for every peer of a rotation).
     init(installed have: PeerObjects, desired want: PeerObjects) {
-        // By index and by stored fields (`hasID`), so that matching copies no object.
-        let haveStates = have.states, wantStates = want.states
-        for i in haveStates.indices {
-            let id = haveStates[i].id
-            if let j = wantStates.firstIndex(where: { $0.hasID(id) }) {
-                if !XFRMDiff.sameState(wantStates[j], haveStates[i]) { replaceStates.append(wantStates[j]) }
-            } else if !want.keptStates.contains(id) {
-                deleteStates.append(id)
+        // Through buffer pointers and by stored fields (`hasID`): matching borrows the objects instead of copying
+        // them (an array subscript would copy each element, retaining its key bytes and templates).
+        let (addStates, replaceStates, deleteStates) = have.states.withUnsafeBufferPointer { haveStates in
+            want.states.withUnsafeBufferPointer { wantStates in
+                var add: [XFRMState] = [], replace: [XFRMState] = [], delete: [XFRMStateID] = []
+                for i in haveStates.indices {
+                    let id = haveStates[i].id
+                    if let j = wantStates.firstIndex(where: { $0.hasID(id) }) {
+                        if !XFRMDiff.sameState(wantStates[j], haveStates[i]) { replace.append(wantStates[j]) }
+                    } else if !want.keptStates.contains(id) {
+                        delete.append(id)
+                    }
+                }
+                for j in wantStates.indices {
+                    let id = wantStates[j].id
+                    if !haveStates.contains(where: { $0.hasID(id) }) { add.append(wantStates[j]) }
+                }
+                return (add, replace, delete)
             }
         }
-        for j in wantStates.indices {
-            let id = wantStates[j].id
-            if !haveStates.contains(where: { $0.hasID(id) }) { addStates.append(wantStates[j]) }
-        }
-        let havePolicies = have.policies, wantPolicies = want.policies
-        for i in havePolicies.indices {
-            let id = havePolicies[i].id
-            if let j = wantPolicies.firstIndex(where: { $0.hasID(id) }) {
-                if !XFRMDiff.samePolicy(wantPolicies[j], havePolicies[i]) { updatePolicies.append(wantPolicies[j]) }
-            } else {
-                deletePolicies.append(id)
+        let (addPolicies, updatePolicies, deletePolicies) = have.policies.withUnsafeBufferPointer { havePolicies in
+            want.policies.withUnsafeBufferPointer { wantPolicies in
+                var add: [XFRMPolicy] = [], update: [XFRMPolicy] = [], delete: [XFRMPolicyID] = []
+                for i in havePolicies.indices {
+                    let id = havePolicies[i].id
+                    if let j = wantPolicies.firstIndex(where: { $0.hasID(id) }) {
+                        if !XFRMDiff.samePolicy(wantPolicies[j], havePolicies[i]) { update.append(wantPolicies[j]) }
+                    } else {
+                        delete.append(id)
+                    }
+                }
+                for j in wantPolicies.indices {
+                    let id = wantPolicies[j].id
+                    if !havePolicies.contains(where: { $0.hasID(id) }) { add.append(wantPolicies[j]) }
+                }
+                return (add, update, delete)
             }
         }
-        for j in wantPolicies.indices {
-            let id = wantPolicies[j].id
-            if !havePolicies.contains(where: { $0.hasID(id) }) {
-                addPolicies.append(wantPolicies[j])
-            }
-        }
+        self.addStates = addStates
+        self.replaceStates = replaceStates
+        self.deleteStates = deleteStates
+        self.addPolicies = addPolicies
+        self.updatePolicies = updatePolicies
+        self.deletePolicies = deletePolicies
     }
 }
 
