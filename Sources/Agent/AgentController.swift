@@ -507,7 +507,7 @@ public actor AgentController {
         repeat {
             var next: BatchPlan?
             if start < names.count {
-                // A remainder under half the next size joins this batch (no tiny last batch).
+                // A remainder smaller than this batch joins it (no tiny last batch).
                 var end = min(start + size, names.count)
                 if names.count - end < size { end = names.count }
                 next = plan(batch: names[start..<end])  // while the kernel works on the previous batch

@@ -7,10 +7,11 @@ import XFRM
 ///
 /// A peer's objects are a pure function of the local node, the peer's identity (node ID, underlay, pod CIDRs,
 /// boot ID), the key generations live with it and the key material held. Acknowledgements and advertisements
-/// change a peer's record but none of these, so a steady reconcile pass recomputes nothing. When a peer's objects
-/// are recomputed (a key added or reclaimed), the transforms of its SAs whose key material and pair did not change
-/// are reused from its previous objects: a rotation derives (HKDF) only the new key's pair keys, and no separate
-/// cache of pair keys is kept. The owner of a kernel
+/// change a peer's record but none of these, so a steady reconcile pass recomputes nothing. When only a peer's live
+/// keys changed (a rotation step: a key added or reclaimed), its objects are patched: the objects of the keys that
+/// went are dropped and only those of the keys that came are built, so a rotation derives (HKDF) only the new key's
+/// pair keys. Otherwise (identity, pod CIDRs or key material changed) they are rebuilt, reusing the transforms of
+/// SAs whose key material and pair did not change; no separate cache of pair keys is kept. The owner of a kernel
 /// object follows from the layout (docs/datapath.md): an OUT SA or OUT policy names the peer's node ID in its
 /// mark, an IN SA in its SPI, an IN or FWD policy selects the peer's pod CIDR as source.
 struct DesiredStateCache {
