@@ -36,8 +36,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Option(help: "Rotations (each followed by its reclaim) per size; medians are reported.")
     var rotations = 3
 
-    @Option(help: "Floor measurements per size, each in a fresh namespace; the median is reported.")
-    var floorRuns = 3
+    @Flag(help: .hidden)
+    var interleaveFloor = false
 
     @Flag(help: "Keep the encrypt map in memory instead of a pinned BPF map.")
     var memoryMap = false
@@ -69,17 +69,24 @@ struct ScaleBenchmark: AsyncParsableCommand {
         print("peers | initial s | rotation s (CPU s) | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB")
         print("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---")
         for n in peers {
-            var r = try runAgentChild(peers: n)
-            let floors = try (0..<max(1, floorRuns)).map { _ in try measureFloor(peers: n) }.sorted()
-            r.floor = floors[floors.count / 2]
+            // The floor is measured right before each rotation, while the child waits: both see the machine at the
+            // same speed (it drifts by tens of percent over minutes here), and each rotation gets its own ratio.
+            var floors: [Double] = []
+            var r = try runAgentChild(peers: n) { floors.append(try measureFloor(peers: n)) }
+            guard floors.count == r.roundRotations.count, !floors.isEmpty else {
+                throw ValidationError("the agent child ran \(r.roundRotations.count) rotations for \(floors.count) floors")
+            }
+            r.floor = Self.median(floors)
+            let ratio = Self.median(zip(r.roundRotations, floors).map { $0 / $1 })
+            let xfrmRatio = Self.median(zip(r.roundXFRM, floors).map { $0 / $1 })
             print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f",
                          n, r.initial, r.rotation, r.rotationCPU, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
-                         r.rotationRest * 1000, r.rotationKernel, r.floor, r.rotation / r.floor, r.rotationXFRM / r.floor,
+                         r.rotationRest * 1000, r.rotationKernel, r.floor, ratio, xfrmRatio,
                          r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
                          r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
                          r.rotation / Double(n) * 1e6, r.peakRSS))
         }
-        print(String(format: "rotation, its phases, kernel busy and reclaim: medians of %d rotations; floor: median of %d runs", max(1, rotations), max(1, floorRuns)))
+        print(String(format: "rotation, its phases, kernel busy, reclaim and floor: medians of %d rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the %d per-rotation ratios", max(1, rotations), max(1, rotations)))
         print("reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)")
         print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
                      + "process before the agent starts: runtime and libraries)%@", baselineRSS,
@@ -90,8 +97,14 @@ struct ScaleBenchmark: AsyncParsableCommand {
     private var baselineRSS: Double { ScaleBenchmark.lastBaseline.withLock { $0 } }
     private static let lastBaseline = Mutex(0.0)
 
-    /// Runs this benchmark again as a child process for one size, with only the agent in it.
-    func runAgentChild(peers n: Int) throws -> Result {
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted[sorted.count / 2]
+    }
+
+    /// Runs this benchmark again as a child process for one size, with only the agent in it. Before each rotation
+    /// the child says `ready` and waits; `beforeRotation` runs (the floor), then the child goes on.
+    func runAgentChild(peers n: Int, beforeRotation: () throws -> Void) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)",
@@ -100,15 +113,31 @@ struct ScaleBenchmark: AsyncParsableCommand {
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
         if memoryMap { arguments.append("--memory-map") }
         if noKernel { arguments.append("--no-kernel") }
-        arguments += ["--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)"]
+        arguments += ["--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)", "--interleave-floor"]
         process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
+        let output = Pipe(), input = Pipe()
+        process.standardOutput = output
+        process.standardInput = input
         try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        var lines: [String] = []
+        var pending = Data()
+        while true {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }  // end of file: the child is done
+            pending.append(chunk)
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                pending.removeSubrange(pending.startIndex...newline)
+                if line == "ready" {
+                    try beforeRotation()
+                    input.fileHandleForWriting.write(Data("go\n".utf8))
+                } else {
+                    lines.append(line)
+                }
+            }
+        }
         process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last else {
+        guard process.terminationStatus == 0, let line = lines.last else {
             throw ValidationError("the agent child for \(n) peers failed (status \(process.terminationStatus))")
         }
         let result = try JSONDecoder().decode(Result.self, from: Data(line.utf8))
@@ -151,6 +180,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
 
     struct Result: Codable {
         var initial = 0.0, rotation = 0.0, rotationKernel = 0.0, floor = 0.0, reclaim = 0.0, reconcile = 0.0
+        var roundRotations: [Double] = [], roundXFRM: [Double] = []
         var rotationCPU = 0.0, rotationXFRM = 0.0, rotationAdvertiseAndSwitch = 0.0, rotationRest = 0.0
         var scrape = 0.0
         var scrapeDumps = 0
@@ -233,6 +263,10 @@ struct ScaleBenchmark: AsyncParsableCommand {
         // medians are reported.
         var rounds: [Rotation] = []
         for round in 0..<max(1, rotations) {
+            if interleaveFloor {  // the parent measures the floor now
+                FileHandle.standardOutput.write(Data("ready\n".utf8))
+                guard readLine() == "go" else { throw ValidationError("the parent did not answer") }
+            }
             let newKey = BenchKeys.key(round + 2)
             kernel.reset()
             _ = publisher.drain()
@@ -279,6 +313,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
             let sorted = rounds.map(value).sorted()
             return sorted[sorted.count / 2]
         }
+        result.roundRotations = rounds.map(\.total)
+        result.roundXFRM = rounds.map(\.xfrm)
         result.rotation = median(\.total)
         result.rotationKernel = median(\.kernel)
         result.rotationCPU = median(\.cpu)
