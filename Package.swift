@@ -145,7 +145,7 @@ let package = Package(
 
         // Tests
         .target(name: "TestSupport", dependencies: [.product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport"),
-        .testTarget(name: "IPsecPrimitivesTests", dependencies: ["IPsecPrimitives"]),
+        .testTarget(name: "IPsecPrimitivesTests", dependencies: ["IPsecPrimitives", "TestSupport"]),
         .testTarget(name: "XFRMTests", dependencies: ["XFRM", "TestSupport"]),
         .testTarget(
             name: "KeysTests",

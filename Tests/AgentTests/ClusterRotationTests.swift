@@ -3,6 +3,7 @@ import Datapath
 import IPsecPrimitives
 import Keys
 import Testing
+import TestSupport
 import XFRM
 
 /// Whole-cluster properties over many interleavings: after every single step, no packet between any two pods

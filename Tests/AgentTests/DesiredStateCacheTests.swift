@@ -3,6 +3,7 @@ import IPsecPrimitives
 import Keys
 import Synchronization
 import Testing
+import TestSupport
 import XFRM
 
 /// The memoized desired state must always equal the one computed from scratch, and a steady pass must reuse it.

@@ -1,24 +1,13 @@
 import Testing
+import TestSupport
 @testable import IPsecPrimitives
 
 @Suite struct KeyIDSetTests {
-    /// SplitMix64, so a failing sequence can be replayed.
-    struct Random: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    static func random(_ rng: inout Random) -> KeyID { KeyID(Int.random(in: 1...15, using: &rng))! }
+    static func random(_ rng: inout SeededRandom) -> KeyID { KeyID(Int.random(in: 1...15, using: &rng))! }
 
     /// Every operation agrees with `Set<KeyID>` over random sequences.
     @Test(arguments: 0..<4) func behavesLikeASetOfKeyIDs(seed: UInt64) {
-        var rng = Random(state: seed)
+        var rng = SeededRandom(seed: seed)
         var mask = KeyIDSet()
         var set = Set<KeyID>()
         for _ in 0..<500 {
