@@ -577,11 +577,7 @@ public actor AgentController {
     /// Records a sent batch's outcome on the actor: advances the models of the peers whose installs all
     /// succeeded, logs failures. True when nothing failed.
     private func finish(_ plan: BatchPlan, _ outcome: KernelBatch.Outcome) -> Bool {
-        for (request, error) in outcome.installFailures {
-            lastError = "xfrm: \(error)"
-            metrics.xfrmError()
-            logger.error("XFRM request failed", metadata: ["request": "\(request)", "error": "\(error)"])
-        }
+        for (request, error) in outcome.installFailures { noteFailure(request, error) }
         for (index, name) in plan.names.enumerated() where !outcome.failed.contains(Int32(index)) {
             installed[name] = plan.wants[index]
         }
@@ -593,13 +589,14 @@ public actor AgentController {
 
     private func noteFailures(_ requests: [XFRMRequest], _ results: [Result<Void, any Error>], _ range: Range<Int>) {
         for i in range {
-            if case .failure(let error) = results[i] {
-                if Self.isAlreadyExists(error) { continue }
-                lastError = "xfrm: \(error)"
-                metrics.xfrmError()
-                logger.error("XFRM request failed", metadata: ["request": "\(requests[i])", "error": "\(error)"])
-            }
+            if case .failure(let error) = results[i], !Self.isAlreadyExists(error) { noteFailure(requests[i], error) }
         }
+    }
+
+    private func noteFailure(_ request: XFRMRequest, _ error: any Error) {
+        lastError = "xfrm: \(error)"
+        metrics.xfrmError()
+        logger.error("XFRM request failed", metadata: ["request": "\(request)", "error": "\(error)"])
     }
 
     private func desired(for name: String) -> PeerObjects {

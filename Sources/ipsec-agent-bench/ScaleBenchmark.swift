@@ -309,10 +309,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
             guard await controller.status().keysInUse == [newKey.id.rawValue] else { throw ValidationError("reclaim incomplete") }
             rounds.append(rotation)
         }
-        func median(_ value: (Rotation) -> Double) -> Double {
-            let sorted = rounds.map(value).sorted()
-            return sorted[sorted.count / 2]
-        }
+        func median(_ value: (Rotation) -> Double) -> Double { Self.median(rounds.map(value)) }
         result.roundRotations = rounds.map(\.total)
         result.roundXFRM = rounds.map(\.xfrm)
         result.rotation = median(\.total)
@@ -337,8 +334,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
             MemoryTuning.releaseFreeMemory()
             guard noKernel || report.totalRepairs == 0 else { throw ValidationError("reconcile repaired \(report.summary)") }
         }
-        result.reconcile = passes.sorted()[passes.count / 2]
-        result.reconcileCPU = cpu.sorted()[cpu.count / 2]
+        result.reconcile = Self.median(passes)
+        result.reconcileCPU = Self.median(cpu)
         // What a pass cannot avoid: reading the kernel's policies and SAs and the BPF map (medians of 5).
         func median(_ body: () async throws -> Void) async rethrows -> Double {
             var times: [Double] = []
@@ -347,7 +344,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
                 try await body()
                 times.append(seconds(clock.now - start))
             }
-            return times.sorted()[2]
+            return Self.median(times)
         }
         result.policyDump = try await median { _ = try await kernel.ownedPolicies() }
         result.stateDump = try await median { _ = try await kernel.ownedStates() }
