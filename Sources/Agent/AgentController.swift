@@ -496,8 +496,10 @@ public actor AgentController {
     ///
     /// Pipelined: while the kernel applies one batch (off the actor, on the kernel adapter's own thread), the
     /// actor builds the next, so the agent's per-peer work (derivation, diff, requests) runs beside the kernel's
-    /// instead of adding to it. Batches touch disjoint peers; each batch's own order (SAs, policies, then
-    /// removals for peers whose installs all succeeded) is kept.
+    /// instead of adding to it. Each batch is sent as soon as it is built, before the previous batch's outcome is
+    /// awaited: the kernel adapter's queue then goes from one batch to the next without waiting for two thread
+    /// hand-offs (to the actor and back). At most two batches are in flight. Batches touch disjoint peers; each
+    /// batch's own order (SAs, policies, then removals for peers whose installs all succeeded) is kept.
     @discardableResult
     private func program(peers names: [String]) async -> Bool {
         var size = max(1, settings.firstBatchPeers)
@@ -505,24 +507,20 @@ public actor AgentController {
         var start = 0
         var inFlight: (plan: BatchPlan, pending: KernelBatch.Pending)?
         repeat {
-            var next: BatchPlan?
+            var sent: (plan: BatchPlan, pending: KernelBatch.Pending)?
             if start < names.count {
                 // A remainder smaller than this batch joins it (no tiny last batch).
                 var end = min(start + size, names.count)
                 if names.count - end < size { end = names.count }
-                next = plan(batch: names[start..<end])  // while the kernel works on the previous batch
+                var next = plan(batch: names[start..<end])  // while the kernel works on the previous batch
                 start = end
                 size = min(2 * size, max(size, settings.batchPeersLimit))
-            }
-            let previous = inFlight
-            let outcome = await previous?.pending.outcome
-            inFlight = nil
-            if var next {
                 let batch = next.batch
                 next.batch = KernelBatch()  // the plan keeps only what `finish` needs
-                inFlight = (next, batch.send(to: kernel))
+                sent = (next, batch.send(to: kernel))
             }
-            if let previous, let outcome, !finish(previous.plan, outcome) { allOK = false }
+            if let previous = inFlight, !finish(previous.plan, await previous.pending.outcome) { allOK = false }
+            inFlight = sent
         } while inFlight != nil
         return allOK
     }

@@ -7,9 +7,10 @@ public protocol XFRMKernel: Sendable {
     /// `XFRMKernelError`s.
     func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>]
     /// `apply` without waiting: starts the batch and hands its results to `completion`, on any thread. The
-    /// controller pipelines batches with it (it builds the next while the kernel applies this one). An adapter
-    /// with a thread of its own should implement it directly: the default runs `apply` in a task, one more
-    /// thread hand-off per batch.
+    /// controller pipelines batches with it: it builds the next while the kernel applies this one, and submits
+    /// it before the previous one completes (batches touch disjoint peers, so their relative order does not
+    /// matter; a serial queue keeps it anyway). An adapter with a thread of its own should implement it
+    /// directly: the default runs `apply` in a task, one more thread hand-off per batch.
     func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void)
     /// The agent's own SAs, with lifetime counters.
     func ownedStates() async throws -> [XFRMState]

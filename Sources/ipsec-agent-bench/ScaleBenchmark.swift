@@ -407,10 +407,13 @@ struct ScaleBenchmark: AsyncParsableCommand {
     func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 }
 
-/// Measures the time the kernel adapter spends in `apply`, and counts dumps.
+/// Measures the time the kernel adapter is busy (at least one batch submitted and not yet completed: the union
+/// of the batches' intervals, since the controller queues the next batch before the previous one completes),
+/// and counts dumps.
 final class TimingKernel: XFRMKernel {
     private let inner: any XFRMKernel
-    private let state = Mutex<(elapsed: Double, dumps: Int)>((0, 0))
+    private let state = Mutex<(elapsed: Double, dumps: Int, outstanding: Int, busySince: ContinuousClock.Instant)>(
+        (0, 0, 0, .now))
     init(_ inner: any XFRMKernel) { self.inner = inner }
 
     var elapsed: Double { state.withLock { $0.elapsed } }
@@ -421,10 +424,18 @@ final class TimingKernel: XFRMKernel {
         await withCheckedContinuation { continuation in submit(requests) { continuation.resume(returning: $0) } }
     }
     func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void) {
-        let start = ContinuousClock.now
+        state.withLock { s in
+            if s.outstanding == 0 { s.busySince = .now }
+            s.outstanding += 1
+        }
         inner.submit(requests) { [self] results in
-            let d = ContinuousClock.now - start
-            state.withLock { $0.elapsed += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+            state.withLock { s in
+                s.outstanding -= 1
+                if s.outstanding == 0 {
+                    let d = ContinuousClock.now - s.busySince
+                    s.elapsed += Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                }
+            }
             completion(results)
         }
     }

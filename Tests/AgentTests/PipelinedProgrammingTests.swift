@@ -9,7 +9,8 @@ import Testing
 import XFRM
 
 /// Programming many peers runs in batches: the controller builds the next batch while the kernel applies the
-/// previous one, and a failure in one batch holds back only its own peers.
+/// previous one, queues it before the previous one completes, and a failure in one batch holds back only its own
+/// peers.
 @Suite struct PipelinedProgrammingTests {
     static let local = LocalNode(name: "node-1", nodeID: 1, underlay: IPAddress("192.0.2.1")!,
                                  podCIDRs: [IPPrefix("10.244.1.0/24")!], bootID: "boot-1")
@@ -72,6 +73,39 @@ import XFRM
         func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
     }
 
+    /// Holds the completion of the first batch that installs SAs until another batch was submitted (proof that
+    /// the controller queues the next batch without waiting for the previous one's outcome), or 10 s passed.
+    final class QueueingKernel: XFRMKernel {
+        let inner: FakeKernel
+        let state = Mutex<(submits: Int, gated: Bool, queued: Bool?)>((0, false, nil))
+        init(inner: FakeKernel) { self.inner = inner }
+
+        func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] { await inner.apply(requests) }
+        func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void) {
+            let installsSAs = requests.contains { if case .addState = $0 { true } else { false } }
+            let (gate, submitted) = state.withLock { s in
+                s.submits += 1
+                defer { if installsSAs { s.gated = true } }
+                return (installsSAs && !s.gated, s.submits)
+            }
+            Task { [self] in
+                if gate {
+                    var queued = false
+                    for _ in 0..<1000 {
+                        if state.withLock({ $0.submits > submitted }) { queued = true; break }
+                        try? await Task.sleep(for: .milliseconds(10))
+                    }
+                    state.withLock { $0.queued = queued }
+                }
+                completion(await inner.apply(requests))
+            }
+        }
+        func ownedStates() async throws -> [XFRMState] { try await inner.ownedStates() }
+        func ownedPolicies() async throws -> [XFRMPolicy] { try await inner.ownedPolicies() }
+        func state(_ id: XFRMStateID) async throws -> XFRMState? { try await inner.state(id) }
+        func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
+    }
+
     func controller(kernel: any XFRMKernel, map: FakeEncryptMap, publisher: Publisher,
                     derived: DeriveLog? = nil) -> AgentController {
         let base = TestKeys.operations
@@ -102,6 +136,24 @@ import XFRM
         #expect(state.batches.count > 1)
         #expect(state.batches.first! < 300)
         // Every peer's objects are in, once: one IN and one OUT SA per peer; advertised after all of them.
+        #expect(kernel.inner.states.count == 600)
+        #expect(publisher.last.withLock { $0?.spi } == key.id)
+        #expect(await controller.reconcile().totalRepairs == 0)
+    }
+
+    /// The kernel's queue never waits for the actor between batches: the next batch is submitted before the
+    /// previous one's outcome is back.
+    @Test func theNextBatchIsSubmittedBeforeThePreviousCompletes() async throws {
+        let log = EffectLog()
+        let kernel = QueueingKernel(inner: FakeKernel(log: log))
+        let publisher = Publisher()
+        let controller = controller(kernel: kernel, map: FakeEncryptMap(log: log), publisher: publisher)
+        let key = TestKeys.key(1)
+        try await controller.adopt(ownRecord: nil)
+        await controller.peersChanged(Self.records(300, key: key), connected: true)
+        await controller.keyFileChanged(.success(key))
+
+        #expect(kernel.state.withLock { $0.queued } == true)
         #expect(kernel.inner.states.count == 600)
         #expect(publisher.last.withLock { $0?.spi } == key.id)
         #expect(await controller.reconcile().totalRepairs == 0)
