@@ -289,6 +289,10 @@ public actor AgentController {
         guard hasOldKeys || keys.count > 1 || phase != .idle else { return }
         var changed: [String] = []
         var fallbacks = 0
+        // One clock reading for the pass (a clock read per peer is a system call on some hosts), and none of the
+        // per-SA fallback checks before the fallback timeout.
+        let t = now()
+        let fallbackOpen = advertisedAt.map { t - $0 >= settings.fallbackTimeout } ?? false
         for (name, live) in peerKeys {
             guard let peer = peers[name] else { continue }
             // A peer holding other key material under our key ID will not switch to us: keep everything.
@@ -299,7 +303,7 @@ public actor AgentController {
                 // xfrmRevision reached the revision of that advertisement.
                 let acked = peer.encryptSpi.map { old.isOlder(than: $0) } == true && old.isOlder(than: current)
                     && peer.xfrmRevision >= advertiseRevision
-                if acked || fallbackAllowed(DatapathLayout.spi(key: old, sender: peer.nodeID), local.underlay) {
+                if acked || fallbackOpen && fallbackAllowed(DatapathLayout.spi(key: old, sender: peer.nodeID), local.underlay, at: t) {
                     if !acked { fallbacks += 1 }
                     next.inbound.remove(old)
                 }
@@ -335,13 +339,12 @@ public actor AgentController {
         }
     }
 
-    /// Fallback for an inbound SA from a peer that never acknowledges: after the timeout, it may go once its
-    /// packet counter stood still for the quiet window.
-    private func fallbackAllowed(_ spi: UInt32, _ destination: IPAddress) -> Bool {
-        guard let advertisedAt, now() - advertisedAt >= settings.fallbackTimeout else { return false }
+    /// Fallback for an inbound SA from a peer that never acknowledges (asked once the fallback timeout since the
+    /// advertisement has passed): it may go once its packet counter stood still for the quiet window.
+    private func fallbackAllowed(_ spi: UInt32, _ destination: IPAddress, at t: Duration) -> Bool {
         let id = XFRMStateID(destination: destination, spi: spi)
         guard let history = counterHistory[id] else { return false }
-        return now() - history.changedAt >= settings.quietWindow
+        return t - history.changedAt >= settings.quietWindow
     }
 
     // MARK: - Peers
