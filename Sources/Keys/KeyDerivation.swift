@@ -37,11 +37,10 @@ public enum KeyDerivation {
         // keys per peer.
         let prepared = expanders(for: key)
         func derive(_ expander: PreparedHMAC, _ count: Int, _ purpose: Purpose) -> SecretBytes {
-            let info = self.info(
-                purpose: purpose, key: key, identifier: prepared.identifier, source: source, destination: destination,
-                sourceBootID: sourceBootID, destinationBootID: destinationBootID
-            )
-            return SecretBytes(expand(expander, info: info, count: count))
+            withInfo(purpose: purpose, key: key, identifier: prepared.identifier, source: source,
+                     destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID) {
+                SecretBytes(expand(expander, info: $0, count: count))
+            }
         }
         return PairKey(
             algorithm: key.algorithm,
@@ -71,35 +70,39 @@ public enum KeyDerivation {
             self.outer = outer
         }
 
-        /// HMAC(PRK, parts[0] ‖ parts[1] ‖ …).
-        func authenticationCode(_ parts: UnsafeRawBufferPointer...) -> SHA256.Digest {
+        /// HMAC(PRK, a ‖ b ‖ c). Three parts, not variadic: a variadic call allocates its array.
+        func authenticationCode(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer,
+                                _ c: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> SHA256.Digest {
             var inner = self.inner
-            for part in parts { inner.update(bufferPointer: part) }
+            inner.update(bufferPointer: a)
+            inner.update(bufferPointer: b)
+            inner.update(bufferPointer: c)
             var outer = self.outer
             inner.finalize().withUnsafeBytes { outer.update(bufferPointer: $0) }
             return outer.finalize()
         }
     }
 
-    /// RFC 5869 Expand with an HMAC already keyed with the PRK: T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i).
-    static func expand(_ keyed: PreparedHMAC, info: [UInt8], count: Int) -> [UInt8] {
+    /// RFC 5869 Expand with an HMAC already keyed with the PRK: T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i), written
+    /// straight into the output (one allocation).
+    static func expand(_ keyed: PreparedHMAC, info: UnsafeRawBufferPointer, count: Int) -> [UInt8] {
         precondition(count <= 255 * SHA256.byteCount)
-        var output: [UInt8] = []
-        output.reserveCapacity(count + SHA256.byteCount)
-        var previous: [UInt8] = []
-        var counter: UInt8 = 1
-        while output.count < count {
-            let block = previous.withUnsafeBytes { previousBytes in
-                info.withUnsafeBytes { infoBytes in
-                    withUnsafeBytes(of: counter) { keyed.authenticationCode(previousBytes, infoBytes, $0) }
+        return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+            var counter: UInt8 = 1
+            while initialized < count {
+                // T(i-1) is the output's last block (empty for T(1)).
+                let previous = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(output)[
+                    max(0, initialized - SHA256.byteCount)..<initialized])
+                let block = withUnsafeBytes(of: counter) { keyed.authenticationCode(previous, info, $0) }
+                let n = min(SHA256.byteCount, count - initialized)
+                block.withUnsafeBytes { bytes in
+                    UnsafeMutableRawBufferPointer(output).baseAddress!.advanced(by: initialized)
+                        .copyMemory(from: bytes.baseAddress!, byteCount: n)
                 }
+                initialized += n
+                counter += 1
             }
-            previous = block.withUnsafeBytes { Array($0) }
-            output += previous
-            counter += 1
         }
-        if output.count > count { output.removeLast(output.count - count) }
-        return output
     }
 
     private struct Prepared {
@@ -134,43 +137,53 @@ public enum KeyDerivation {
         purpose: Purpose, key: IPsecKey, source: IPAddress, destination: IPAddress,
         sourceBootID: String, destinationBootID: String
     ) -> [UInt8] {
-        info(purpose: purpose, key: key, identifier: Array(key.algorithm.identifier.utf8), source: source,
-             destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID)
+        withInfo(purpose: purpose, key: key, identifier: Array(key.algorithm.identifier.utf8), source: source,
+                 destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID) { Array($0) }
     }
 
-    /// `info` with the algorithm identifier's bytes at hand (computed once per key): one allocation.
-    static func info(
+    /// `info`'s bytes in a temporary buffer, with the algorithm identifier's bytes at hand (computed once per key).
+    static func withInfo<R>(
         purpose: Purpose, key: IPsecKey, identifier: [UInt8], source: IPAddress, destination: IPAddress,
-        sourceBootID: String, destinationBootID: String
-    ) -> [UInt8] {
-        var info: [UInt8] = []
-        info.reserveCapacity(2 + 4 + identifier.count + 2 * 17 + 8 + sourceBootID.utf8.count + destinationBootID.utf8.count)
-        func appendLength32(_ count: Int) {
-            info.append(UInt8(truncatingIfNeeded: count >> 24))
-            info.append(UInt8(truncatingIfNeeded: count >> 16))
-            info.append(UInt8(truncatingIfNeeded: count >> 8))
-            info.append(UInt8(truncatingIfNeeded: count))
-        }
-        func appendAddress(_ address: IPAddress) {
-            switch address {
-            case .v4(let v):
-                info.append(4)
-                withUnsafeBytes(of: v.bigEndian) { info.append(contentsOf: $0) }
-            case .v6(let v):
-                info.append(16)
-                withUnsafeBytes(of: v.bigEndian) { info.append(contentsOf: $0) }
+        sourceBootID: String, destinationBootID: String, _ body: (UnsafeRawBufferPointer) -> R
+    ) -> R {
+        let capacity = 2 + 4 + identifier.count + 2 * 17 + 8 + sourceBootID.utf8.count + destinationBootID.utf8.count
+        return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { buffer in
+            var at = 0
+            func append(_ byte: UInt8) {
+                buffer[at] = byte
+                at += 1
             }
+            func append(_ bytes: UnsafeRawBufferPointer) {
+                UnsafeMutableRawBufferPointer(rebasing: buffer[at..<at + bytes.count]).copyMemory(from: bytes)
+                at += bytes.count
+            }
+            func appendLength32(_ count: Int) {
+                withUnsafeBytes(of: UInt32(count).bigEndian) { append($0) }
+            }
+            func append(_ string: String) {
+                appendLength32(string.utf8.count)
+                var string = string
+                string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+            }
+            func append(_ address: IPAddress) {
+                switch address {
+                case .v4(let v):
+                    append(4)
+                    withUnsafeBytes(of: v.bigEndian) { append($0) }
+                case .v6(let v):
+                    append(16)
+                    withUnsafeBytes(of: v.bigEndian) { append($0) }
+                }
+            }
+            append(purpose.rawValue)
+            append(key.id.rawValue)
+            appendLength32(identifier.count)
+            identifier.withUnsafeBytes { append($0) }
+            append(source)
+            append(destination)
+            append(sourceBootID)
+            append(destinationBootID)
+            return body(UnsafeRawBufferPointer(rebasing: buffer[..<at]))
         }
-        info.append(purpose.rawValue)
-        info.append(key.id.rawValue)
-        appendLength32(identifier.count)
-        info.append(contentsOf: identifier)
-        appendAddress(source)
-        appendAddress(destination)
-        appendLength32(sourceBootID.utf8.count)
-        info.append(contentsOf: sourceBootID.utf8)
-        appendLength32(destinationBootID.utf8.count)
-        info.append(contentsOf: destinationBootID.utf8)
-        return info
     }
 }
