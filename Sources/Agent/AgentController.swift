@@ -27,11 +27,14 @@ public actor AgentController {
         public var acknowledgeInterval: Duration = .milliseconds(500)
         /// Peers in the first kernel batch when programming many peers. Batches are pipelined (the next one is
         /// built while the kernel applies the previous), so a small first batch gets the kernel working early;
-        /// each next batch doubles, so building it keeps pace with the kernel's work on the previous one…
-        public var firstBatchPeers = 32
-        /// …up to this many peers. Two batches exist at once, which bounds the requests held during a rotation
-        /// of thousands of peers (~6 per peer).
-        public var batchPeersLimit = 512
+        /// each next batch doubles…
+        public var firstBatchPeers = 16
+        /// …up to this many peers. While sizes double, building a batch takes longer than the kernel's work on
+        /// the previous, half-size one unless the agent's per-peer work is under half the kernel's, so the kernel
+        /// waits; from the limit on, batches are equal and it does not. A low limit keeps that phase short (in the
+        /// VM, 16/128 against 32/512: rotation/floor 1.17–1.26 against 1.31–1.55 at 1,000 peers,
+        /// docs/benchmarks.md). Two batches exist at once, which also bounds the requests held (~6 per peer).
+        public var batchPeersLimit = 128
         public init() {}
     }
 
