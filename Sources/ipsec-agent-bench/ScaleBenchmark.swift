@@ -34,7 +34,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
     var reconcilePasses = 5
 
     @Option(help: "Rotations (each followed by its reclaim) per size; medians are reported.")
-    var rotations = 3
+    var rotations = 5
 
     @Flag(help: .hidden)
     var interleaveFloor = false
