@@ -158,7 +158,7 @@ public enum KeyDerivation {
                 at += bytes.count
             }
             func appendLength32(_ count: Int) {
-                withUnsafeBytes(of: UInt32(count).bigEndian) { append($0) }
+                withUnsafeBytes(of: UInt32(truncatingIfNeeded: count).bigEndian) { append($0) }
             }
             func append(_ string: String) {
                 appendLength32(string.utf8.count)
