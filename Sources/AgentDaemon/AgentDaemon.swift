@@ -114,19 +114,10 @@ public struct AgentDaemon: Service {
                 }
             }
 
-            // Peers.
+            // Peers: one pass over all of them per view; views are coalesced while a pass runs.
             group.addTask {
-                var peers: [NodeRecord] = []
-                var connected = false
-                for await update in client.updates {
-                    switch update {
-                    case .peers(let set):
-                        peers = Array(set.values)
-                        connected = await client.connectionState == .connected
-                    case .connection(let state):
-                        connected = state == .connected
-                    }
-                    await controller.peersChanged(peers, connected: connected)
+                for await view in client.views {
+                    await controller.peersChanged(Array(view.peers.values), connected: view.connectionState == .connected)
                 }
             }
 

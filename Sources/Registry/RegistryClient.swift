@@ -53,6 +53,8 @@ public actor RegistryClient {
     public private(set) var resyncCount = 0
     /// The record as last acknowledged by the registry.
     public private(set) var acknowledgedRecord: NodeRecord?
+    /// Bumped with every update sent on `updates` (see `views`).
+    public private(set) var viewVersion: UInt64 = 0
 
     private let registry: any NodeRegistry
     private let clock: RegistryClock
@@ -274,7 +276,7 @@ public actor RegistryClient {
         if record.name == nodeName { return }
         guard peers[record.name] != record else { return }
         peers[record.name] = record
-        updatesContinuation.yield(.peers(peers))
+        send(.peers(peers))
     }
 
     private func apply(deletionOf name: String) throws {
@@ -284,19 +286,70 @@ public actor RegistryClient {
             return
         }
         guard peers.removeValue(forKey: name) != nil else { return }
-        updatesContinuation.yield(.peers(peers))
+        send(.peers(peers))
     }
 
     private func replacePeers(with records: [NodeRecord]) {
         var fresh: [String: NodeRecord] = [:]
         for record in records where record.name != nodeName { fresh[record.name] = record }
         peers = fresh
-        updatesContinuation.yield(.peers(peers))
+        send(.peers(peers))
     }
 
     private func setConnectionState(_ state: ConnectionState) {
         guard state != connectionState else { return }
         connectionState = state
-        updatesContinuation.yield(.connection(state))
+        send(.connection(state))
+    }
+
+    private func send(_ update: Update) {
+        viewVersion += 1
+        updatesContinuation.yield(update)
+    }
+
+    // MARK: Coalesced views
+
+    /// The peers and the connection state at one moment, and the `viewVersion` they include.
+    public struct View: Sendable {
+        public var version: UInt64
+        public var peers: [String: NodeRecord]
+        public var connectionState: ConnectionState
+    }
+
+    /// The current view.
+    public func view() -> View {
+        View(version: viewVersion, peers: peers, connectionState: connectionState)
+    }
+
+    /// The current view after each change, coalesced: a consumer that falls behind gets one view for all the
+    /// updates queued meanwhile, not one per update. The agent needs that: it handles a view in one pass over
+    /// every peer, and a rotation across N nodes brings a few updates per node, so a view per update would cost
+    /// O(N²) per rotation. Like `updates`, it has a single consumer.
+    public nonisolated var views: Views { Views(client: self) }
+
+    public struct Views: AsyncSequence {
+        let client: RegistryClient
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            var updates: AsyncStream<Update>.Iterator
+            let client: RegistryClient
+            var handled: UInt64 = 0
+
+            public mutating func next() async -> View? {
+                while await updates.next() != nil {
+                    let view = await client.view()
+                    // Updates queued behind one already read are covered by its view.
+                    if view.version > handled {
+                        handled = view.version
+                        return view
+                    }
+                }
+                return nil
+            }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator {
+            AsyncIterator(updates: client.updates.makeAsyncIterator(), client: client)
+        }
     }
 }

@@ -37,6 +37,34 @@ import Testing
         #expect(await client.reconnectCount == 0)
     }
 
+    /// A consumer busy while many updates arrive gets one view for all of them (the agent makes one pass over
+    /// every peer per view), and then the next change's view at once, not the backlog's stale ones.
+    @Test func viewsCoalesceTheUpdatesQueuedWhileTheConsumerIsBusy() async throws {
+        let registry = InMemoryNodeRegistry()
+        let clock = ManualClock()
+        let client = makeClient(registry, clock)
+        var views = client.views.makeAsyncIterator()
+        let run = Task { await client.run() }
+        defer { run.cancel() }
+        _ = try await client.publish(NodeRecord(name: "node-1", spi: KeyID(3)))
+        var view = await views.next()
+        while view?.connectionState != .connected { view = await views.next() }
+
+        // 100 peers arrive while the consumer reads nothing: 100 updates queue up.
+        for i in 0..<100 { await registry.seed(peer("peer-\(i)")) }
+        while await client.peers.count < 100 { try await Task.sleep(for: .milliseconds(5)) }
+        let covered = await views.next()
+        #expect(covered?.peers.count == 100)
+        #expect(covered?.connectionState == .connected)
+
+        // The 99 updates still queued are covered by that view: the next view is the next change's.
+        await registry.seed(peer("peer-new"))
+        let next = await views.next()
+        #expect(next?.peers.count == 101)
+        #expect(next?.peers["peer-new"] != nil)
+        #expect((next?.version ?? 0) > (covered?.version ?? .max))
+    }
+
     @Test func backsOffOneTwoFourEightEightThenResetsAfterAHealthyPeriod() async throws {
         let registry = InMemoryNodeRegistry()
         await registry.failNextCalls(5)
