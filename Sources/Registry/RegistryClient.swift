@@ -324,7 +324,7 @@ public actor RegistryClient {
     /// The current view after each change, coalesced: a consumer that falls behind gets one view for all the
     /// updates queued meanwhile, not one per update. The agent needs that: it handles a view in one pass over
     /// every peer, and a rotation across N nodes brings a few updates per node, so a view per update would cost
-    /// O(N²) per rotation. Like `updates`, it has a single consumer.
+    /// O(N²) per rotation. It reads `updates`: a client feeds one consumer of either, not both.
     public nonisolated var views: Views { Views(client: self) }
 
     public struct Views: AsyncSequence {
