@@ -53,8 +53,8 @@ public actor RegistryClient {
     public private(set) var resyncCount = 0
     /// The record as last acknowledged by the registry.
     public private(set) var acknowledgedRecord: NodeRecord?
-    /// Bumped with every update sent on `updates` (see `views`).
-    public private(set) var viewVersion: UInt64 = 0
+    /// Bumped with every update sent on `updates`: a `View`'s version.
+    private var viewVersion: UInt64 = 0
 
     private let registry: any NodeRegistry
     private let clock: RegistryClock
@@ -309,7 +309,7 @@ public actor RegistryClient {
 
     // MARK: Coalesced views
 
-    /// The peers and the connection state at one moment, and the `viewVersion` they include.
+    /// The peers and the connection state at one moment, and how many updates had been sent by then.
     public struct View: Sendable {
         public var version: UInt64
         public var peers: [String: NodeRecord]
