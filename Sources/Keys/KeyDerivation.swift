@@ -148,42 +148,57 @@ public enum KeyDerivation {
     ) -> R {
         let capacity = 2 + 4 + identifier.count + 2 * 17 + 8 + sourceBootID.utf8.count + destinationBootID.utf8.count
         return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 1) { buffer in
-            var at = 0
-            func append(_ byte: UInt8) {
-                buffer[at] = byte
-                at += 1
+            var info = InfoWriter(buffer: buffer)
+            info.append(purpose.rawValue)
+            info.append(key.id.rawValue)
+            info.appendLength32(identifier.count)
+            identifier.withUnsafeBytes { info.append($0) }
+            info.append(source)
+            info.append(destination)
+            info.append(sourceBootID)
+            info.append(destinationBootID)
+            return body(UnsafeRawBufferPointer(rebasing: buffer[..<info.count]))
+        }
+    }
+
+    /// Appends the info fields to a buffer sized for them. A struct with mutating methods, not local functions
+    /// capturing a counter: captured variables are boxed and checked for exclusive access at run time, which cost
+    /// more than the hashing in a rotation (profiled).
+    private struct InfoWriter {
+        let buffer: UnsafeMutableRawBufferPointer
+        private(set) var count = 0
+
+        init(buffer: UnsafeMutableRawBufferPointer) { self.buffer = buffer }
+
+        mutating func append(_ byte: UInt8) {
+            buffer[count] = byte
+            count += 1
+        }
+
+        mutating func append(_ bytes: UnsafeRawBufferPointer) {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[count..<count + bytes.count]).copyMemory(from: bytes)
+            count += bytes.count
+        }
+
+        mutating func appendLength32(_ length: Int) {
+            withUnsafeBytes(of: UInt32(truncatingIfNeeded: length).bigEndian) { append($0) }
+        }
+
+        mutating func append(_ string: String) {
+            appendLength32(string.utf8.count)
+            var string = string
+            string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        }
+
+        mutating func append(_ address: IPAddress) {
+            switch address {
+            case .v4(let v):
+                append(4)
+                withUnsafeBytes(of: v.bigEndian) { append($0) }
+            case .v6(let v):
+                append(16)
+                withUnsafeBytes(of: v.bigEndian) { append($0) }
             }
-            func append(_ bytes: UnsafeRawBufferPointer) {
-                UnsafeMutableRawBufferPointer(rebasing: buffer[at..<at + bytes.count]).copyMemory(from: bytes)
-                at += bytes.count
-            }
-            func appendLength32(_ count: Int) {
-                withUnsafeBytes(of: UInt32(truncatingIfNeeded: count).bigEndian) { append($0) }
-            }
-            func append(_ string: String) {
-                appendLength32(string.utf8.count)
-                var string = string
-                string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
-            }
-            func append(_ address: IPAddress) {
-                switch address {
-                case .v4(let v):
-                    append(4)
-                    withUnsafeBytes(of: v.bigEndian) { append($0) }
-                case .v6(let v):
-                    append(16)
-                    withUnsafeBytes(of: v.bigEndian) { append($0) }
-                }
-            }
-            append(purpose.rawValue)
-            append(key.id.rawValue)
-            appendLength32(identifier.count)
-            identifier.withUnsafeBytes { append($0) }
-            append(source)
-            append(destination)
-            append(sourceBootID)
-            append(destinationBootID)
-            return body(UnsafeRawBufferPointer(rebasing: buffer[..<at]))
         }
     }
 }

@@ -415,6 +415,8 @@ final class TimingKernel: XFRMKernel {
     private let state = Mutex<(elapsed: Double, dumps: Int, outstanding: Int, busySince: ContinuousClock.Instant)>(
         (0, 0, 0, .now))
     init(_ inner: any XFRMKernel) { self.inner = inner }
+    /// IPSA_BENCH_TRACE_BATCHES: `batch REQUESTS SUBMITTED COMPLETED` (CLOCK_MONOTONIC seconds) on stderr per batch.
+    static let traceBatches = ProcessInfo.processInfo.environment["IPSA_BENCH_TRACE_BATCHES"] != nil
 
     var elapsed: Double { state.withLock { $0.elapsed } }
     var dumps: Int { state.withLock { $0.dumps } }
@@ -424,11 +426,15 @@ final class TimingKernel: XFRMKernel {
         await withCheckedContinuation { continuation in submit(requests) { continuation.resume(returning: $0) } }
     }
     func submit(_ requests: [XFRMRequest], completion: @escaping @Sendable ([Result<Void, any Error>]) -> Void) {
+        let submitted = ScaleBenchmark.monotonicSeconds()
         state.withLock { s in
             if s.outstanding == 0 { s.busySince = .now }
             s.outstanding += 1
         }
         inner.submit(requests) { [self] results in
+            if TimingKernel.traceBatches {
+                FileHandle.standardError.write(Data("batch \(requests.count) \(submitted) \(ScaleBenchmark.monotonicSeconds())\n".utf8))
+            }
             state.withLock { s in
                 s.outstanding -= 1
                 if s.outstanding == 0 {
