@@ -801,10 +801,12 @@ public actor AgentController {
     public func ownedObjectCounts() -> (statesIn: Int, statesOut: Int, policies: [String: Int]) {
         var statesIn = 0, statesOut = 0
         var policies: [String: Int] = [:]
+        var byDirection: [XFRMPolicyDirection: Int] = [:]
         for model in installed.values {
-            for state in model.states { if state.destination == local.underlay { statesIn += 1 } else { statesOut += 1 } }
-            for policy in model.policies { policies["\(policy.direction)", default: 0] += 1 }
+            model.forEachState { if $0.destination == local.underlay { statesIn += 1 } else { statesOut += 1 } }
+            model.forEachPolicy { byDirection[$0.direction, default: 0] += 1 }
         }
+        for (direction, count) in byDirection { policies["\(direction)", default: 0] += count }
         policies["out", default: 0] += installedGlobal.policies.count
         return (statesIn, statesOut, policies)
     }

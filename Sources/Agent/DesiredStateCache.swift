@@ -16,7 +16,7 @@ import XFRM
 /// mark, an IN SA in its SPI, an IN or FWD policy selects the peer's pod CIDR as source.
 struct DesiredStateCache {
     /// What one peer's objects depend on, besides the local node and the keys (checked for the whole cache).
-    private struct PeerInputs {
+    fileprivate struct PeerInputs {
         var nodeID: UInt16
         var underlay: IPAddress
         var podCIDRs: [IPPrefix]
@@ -31,9 +31,17 @@ struct DesiredStateCache {
         }
     }
 
-    private var inputs: [String: PeerInputs] = [:]
-    /// Each peer's objects, as last computed (after `index`: exactly the peers passed in).
-    private(set) var peerStates: [String: PeerObjects] = [:]
+    /// A peer's objects and what they were computed from.
+    fileprivate struct Entry {
+        var inputs: PeerInputs
+        var objects: PeerObjects
+    }
+
+    /// Each peer's entry, as last computed (after `index`: exactly the peers passed in). One table, so a peer
+    /// costs one hashed look-up per pass.
+    private var entries: [String: Entry] = [:]
+    /// Each peer's objects (a copy of the table's references: for reconcile's installed model and tests).
+    var peerStates: [String: PeerObjects] { entries.mapValues(\.objects) }
     /// Possible owners by node ID and by pod CIDR. Usually one name; two while a departed peer's node ID or pod
     /// CIDR is already another peer's.
     private var namesByNodeID: [UInt16: [String]] = [:]
@@ -53,8 +61,7 @@ struct DesiredStateCache {
     private mutating func validate(local: LocalNode, keys: [KeyID: IPsecKey]) {
         if local != self.local {
             self.local = local
-            inputs.removeAll(keepingCapacity: true)
-            peerStates.removeAll(keepingCapacity: true)
+            entries.removeAll(keepingCapacity: true)
             namesByNodeID.removeAll(keepingCapacity: true)
             namesByCIDR.removeAll(keepingCapacity: true)
             stateCount = 0
@@ -89,67 +96,64 @@ struct DesiredStateCache {
                                 derive: PairKeyDerivation) -> PeerObjects {
         let now = PeerInputs(nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
                              bootID: peer.bootID, live: live, stamp: materialEpoch)
-        let previous = inputs[peer.name]
-        if let previous, previous.sameShape(as: now), isCurrent(previous), let state = peerStates[peer.name] {
-            return state
+        let slot = entries.index(forKey: peer.name)
+        let previous = slot.map { entries.values[$0] }
+        if let previous, previous.inputs.sameShape(as: now), isCurrent(previous.inputs) {
+            return previous.objects
         }
         misses += 1
         let sameIdentity = previous.map {
-            $0.nodeID == peer.nodeID && $0.underlay == peer.underlay && $0.bootID == peer.bootID
+            $0.inputs.nodeID == peer.nodeID && $0.inputs.underlay == peer.underlay && $0.inputs.bootID == peer.bootID
         } ?? false
-        let state: PeerObjects
-        if sameIdentity, let previous, previous.podCIDRs == peer.podCIDRs, isCurrent(previous),
-           peer.nodeID != 0, peer.underlay.family == local.underlay.family, var objects = peerStates[peer.name] {
-            // Only the live keys changed (a rotation step): patch the objects of the keys that came or went.
-            objects.patch(from: previous.live, to: live, local: local, peer: peer, keys: keys) {
+        var objects: PeerObjects
+        if sameIdentity, let previous, previous.inputs.podCIDRs == peer.podCIDRs, isCurrent(previous.inputs),
+           peer.nodeID != 0, peer.underlay.family == local.underlay.family {
+            // Only the live keys changed (a rotation step): patch the groups of the keys that came or went.
+            objects = previous.objects
+            objects.patch(from: previous.inputs.live, to: live, local: local, peer: peer, keys: keys) {
                 key, _, source, destination, sourceBoot, destinationBoot in
                 derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
             }
-            state = objects
         } else {
             // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
             // key's material has not changed since they were derived. A handful per peer: searched linearly.
             var reusable: [(spi: UInt32, algorithm: XFRMAlgorithm)] = []
-            if sameIdentity, let previous, let objects = peerStates[peer.name] {
-                for state in objects.states {
+            if sameIdentity, let previous {
+                for state in previous.objects.states {
                     guard let key = DatapathLayout.decode(spi: state.spi)?.key,
-                          (materialChangedAt[key] ?? 0) <= previous.stamp else { continue }
+                          (materialChangedAt[key] ?? 0) <= previous.inputs.stamp else { continue }
                     reusable.append((state.spi, state.algorithm))
                 }
             }
-            state = PeerObjects(local: local, peer: peer, live: live, keys: keys) {
+            objects = PeerObjects(local: local, peer: peer, live: live, keys: keys) {
                 key, spi, source, destination, sourceBoot, destinationBoot in
                 reusable.first { $0.spi == spi }?.algorithm
                     ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
             }
         }
-        let counts = peerStates[peer.name].map { ($0.states.count, $0.policies.count) } ?? (0, 0)
-        stateCount += state.states.count - counts.0
-        policyCount += state.policies.count - counts.1
-        peerStates[peer.name] = state
-        // The owner indexes change only with the node ID or the pod CIDRs.
-        if let previous, previous.nodeID == peer.nodeID, previous.podCIDRs == peer.podCIDRs {
-            inputs[peer.name] = now
+        stateCount += objects.stateCount - (previous?.objects.stateCount ?? 0)
+        policyCount += objects.policyCount - (previous?.objects.policyCount ?? 0)
+        let entry = Entry(inputs: now, objects: objects)
+        if let slot, let previous, previous.inputs.nodeID == peer.nodeID, previous.inputs.podCIDRs == peer.podCIDRs {
+            entries.values[slot] = entry  // the owner indexes change only with the node ID or the pod CIDRs
         } else {
-            forgetOwnership(peer.name)
-            inputs[peer.name] = now
+            if let previous { forgetOwnership(peer.name, previous.inputs) }
+            entries[peer.name] = entry
             namesByNodeID[peer.nodeID, default: []].append(peer.name)
             for cidr in peer.podCIDRs { namesByCIDR[cidr, default: []].append(peer.name) }
         }
-        return state
+        return objects
     }
 
     /// Drops a peer's entry (objects, counts and owner index).
     private mutating func forget(_ name: String) {
-        if let state = peerStates.removeValue(forKey: name) {
-            stateCount -= state.states.count
-            policyCount -= state.policies.count
-        }
-        forgetOwnership(name)
+        guard let old = entries.removeValue(forKey: name) else { return }
+        stateCount -= old.objects.stateCount
+        policyCount -= old.objects.policyCount
+        forgetOwnership(name, old.inputs)
     }
 
-    private mutating func forgetOwnership(_ name: String) {
-        guard let old = inputs.removeValue(forKey: name) else { return }
+    private mutating func forgetOwnership(_ name: String, _ old: PeerInputs) {
         namesByNodeID[old.nodeID]?.removeAll { $0 == name }
         if namesByNodeID[old.nodeID]?.isEmpty == true { namesByNodeID[old.nodeID] = nil }
         for cidr in old.podCIDRs {
@@ -166,16 +170,16 @@ struct DesiredStateCache {
         for (name, peer) in peers {
             _ = entry(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys, derive: derive)
         }
-        if peerStates.count != peers.count {
-            for name in Array(inputs.keys) where peers[name] == nil { forget(name) }
+        if entries.count != peers.count {
+            for name in Array(entries.keys) where peers[name] == nil { forget(name) }
         }
-        return Index(peerStates: peerStates, namesByNodeID: namesByNodeID, namesByCIDR: namesByCIDR,
+        return Index(entries: entries, namesByNodeID: namesByNodeID, namesByCIDR: namesByCIDR,
                      stateCount: stateCount, policyCount: policyCount + DesiredState.dropPolicies.count)
     }
 
     /// Every peer's objects and the drop policies, looked up through each object's owner.
     struct Index: DesiredObjects {
-        let peerStates: [String: PeerObjects]
+        fileprivate let entries: [String: Entry]
         let namesByNodeID: [UInt16: [String]]
         let namesByCIDR: [IPPrefix: [String]]
         let stateCount: Int
@@ -196,14 +200,14 @@ struct DesiredStateCache {
         func desiredState(matching state: XFRMState) -> XFRMState? {
             let id = state.id
             for name in owners(of: state) {
-                if let want = peerStates[name]?.state(id) { return want }
+                if let want = entries[name]?.objects.state(id) { return want }
             }
             return nil
         }
 
         func keeps(_ state: XFRMState) -> Bool {
             let id = state.id
-            return owners(of: state).contains { peerStates[$0]?.keptStates.contains(id) == true }
+            return owners(of: state).contains { entries[$0]?.objects.keeps(id) == true }
         }
 
         func desiredPolicy(matching policy: XFRMPolicy) -> XFRMPolicy? {
@@ -217,18 +221,18 @@ struct DesiredStateCache {
                 owners = namesByCIDR[policy.selector.source] ?? []
             }
             for name in owners {
-                if let want = peerStates[name]?.policy(id) { return want }
+                if let want = entries[name]?.objects.policy(id) { return want }
             }
             return nil
         }
 
         func forEachState(_ body: (XFRMState) -> Void) {
-            for objects in peerStates.values { objects.states.forEach(body) }
+            for entry in entries.values { entry.objects.forEachState(body) }
         }
 
         func forEachPolicy(_ body: (XFRMPolicy) -> Void) {
             for policy in DesiredState.dropPolicies.values { body(policy) }
-            for objects in peerStates.values { objects.policies.forEach(body) }
+            for entry in entries.values { entry.objects.forEachPolicy(body) }
         }
     }
 }

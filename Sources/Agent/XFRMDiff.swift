@@ -84,53 +84,56 @@ public struct XFRMDiff: Sendable, Equatable {
 
 extension XFRMDiff {
     /// The diff `init(desired:actualStates:actualPolicies:)` gives for one peer's desired objects against what was
-    /// installed for it, computed by linear search: a handful of objects on each side, so no hashing and no
-    /// allocation beyond the result (this runs for every peer of a rotation).
+    /// installed for it. Groups both models share (the same instance) hold equal objects and are skipped; the rest
+    /// (a rotation step: one key's groups) are compared by linear search, so no hashing and no allocation beyond
+    /// the result (this runs for every peer of a rotation).
     init(installed have: PeerObjects, desired want: PeerObjects) {
-        // Through buffer pointers and by stored fields (`hasID`): matching borrows the objects instead of copying
-        // them (an array subscript would copy each element, retaining its key bytes and templates).
-        let (addStates, replaceStates, deleteStates) = have.states.withUnsafeBufferPointer { haveStates in
-            want.states.withUnsafeBufferPointer { wantStates in
-                var add: [XFRMState] = [], replace: [XFRMState] = [], delete: [XFRMStateID] = []
-                for i in haveStates.indices {
-                    let id = haveStates[i].id
-                    if let j = wantStates.firstIndex(where: { $0.hasID(id) }) {
-                        if !XFRMDiff.sameState(wantStates[j], haveStates[i]) { replace.append(wantStates[j]) }
-                    } else if !want.keptStates.contains(id) {
-                        delete.append(id)
-                    }
+        let haveGroups = have.groups, wantGroups = want.groups
+        func shared(_ group: PeerObjects.Group, _ others: [PeerObjects.Group]) -> Bool {
+            others.contains { $0 === group }
+        }
+        // An object's identity is unique within a peer's model (one group per key and direction), so an object of a
+        // group both share has no counterpart in another group. Visited in model order, as the general diff does.
+        for group in haveGroups where !shared(group, wantGroups) {
+            for state in group.states {
+                let id = state.id
+                if let desired = Self.state(id, in: wantGroups) {
+                    if !XFRMDiff.sameState(desired, state) { replaceStates.append(desired) }
+                } else if !want.keeps(id) {
+                    deleteStates.append(id)
                 }
-                for j in wantStates.indices {
-                    let id = wantStates[j].id
-                    if !haveStates.contains(where: { $0.hasID(id) }) { add.append(wantStates[j]) }
+            }
+            for policy in group.policies {
+                let id = policy.id
+                if let desired = Self.policy(id, in: wantGroups) {
+                    if !XFRMDiff.samePolicy(desired, policy) { updatePolicies.append(desired) }
+                } else {
+                    deletePolicies.append(id)
                 }
-                return (add, replace, delete)
             }
         }
-        let (addPolicies, updatePolicies, deletePolicies) = have.policies.withUnsafeBufferPointer { havePolicies in
-            want.policies.withUnsafeBufferPointer { wantPolicies in
-                var add: [XFRMPolicy] = [], update: [XFRMPolicy] = [], delete: [XFRMPolicyID] = []
-                for i in havePolicies.indices {
-                    let id = havePolicies[i].id
-                    if let j = wantPolicies.firstIndex(where: { $0.hasID(id) }) {
-                        if !XFRMDiff.samePolicy(wantPolicies[j], havePolicies[i]) { update.append(wantPolicies[j]) }
-                    } else {
-                        delete.append(id)
-                    }
-                }
-                for j in wantPolicies.indices {
-                    let id = wantPolicies[j].id
-                    if !havePolicies.contains(where: { $0.hasID(id) }) { add.append(wantPolicies[j]) }
-                }
-                return (add, update, delete)
+        for group in wantGroups where !shared(group, haveGroups) {
+            for state in group.states where Self.state(state.id, in: haveGroups) == nil {
+                addStates.append(state)
+            }
+            for policy in group.policies where Self.policy(policy.id, in: haveGroups) == nil {
+                addPolicies.append(policy)
             }
         }
-        self.addStates = addStates
-        self.replaceStates = replaceStates
-        self.deleteStates = deleteStates
-        self.addPolicies = addPolicies
-        self.updatePolicies = updatePolicies
-        self.deletePolicies = deletePolicies
+    }
+
+    private static func state(_ id: XFRMStateID, in groups: [PeerObjects.Group]) -> XFRMState? {
+        for group in groups {
+            if let state = group.states.first(where: { $0.hasID(id) }) { return state }
+        }
+        return nil
+    }
+
+    private static func policy(_ id: XFRMPolicyID, in groups: [PeerObjects.Group]) -> XFRMPolicy? {
+        for group in groups {
+            if let policy = group.policies.first(where: { $0.hasID(id) }) { return policy }
+        }
+        return nil
     }
 }
 
