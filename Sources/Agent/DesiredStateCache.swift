@@ -46,12 +46,11 @@ struct DesiredStateCache {
     /// CIDR is already another peer's.
     private var namesByNodeID: [UInt16: [String]] = [:]
     private var namesByCIDR: [IPPrefix: [String]] = [:]
-    private var stateCount = 0
-    private var policyCount = 0
     private var local: LocalNode?
     /// The key material the entries were computed with, and when (in `materialEpoch`) each key ID's last changed.
     private var materials: [KeyID: IPsecKey] = [:]
-    private var materialChangedAt: [KeyID: UInt64] = [:]
+    /// Indexed by key ID (1–15): read for every live key of every peer a pass visits.
+    private var materialChangedAt = [UInt64](repeating: 0, count: 16)
     private var materialEpoch: UInt64 = 0
 
     /// Recomputations since creation (for tests: a steady pass must not recompute anything).
@@ -64,24 +63,22 @@ struct DesiredStateCache {
             entries.removeAll(keepingCapacity: true)
             namesByNodeID.removeAll(keepingCapacity: true)
             namesByCIDR.removeAll(keepingCapacity: true)
-            stateCount = 0
-            policyCount = 0
         }
         guard keys != materials else { return }  // a few keys: cheap to compare
         for (id, key) in keys where materials[id] != key {
             materialEpoch += 1
-            materialChangedAt[id] = materialEpoch
+            materialChangedAt[Int(id.rawValue)] = materialEpoch
         }
         for id in materials.keys where keys[id] == nil {
             materialEpoch += 1
-            materialChangedAt[id] = materialEpoch
+            materialChangedAt[Int(id.rawValue)] = materialEpoch
         }
         materials = keys
     }
 
     private func isCurrent(_ entry: PeerInputs) -> Bool {
-        !entry.live.inbound.contains { (materialChangedAt[$0] ?? 0) > entry.stamp }
-            && !entry.live.outbound.contains { (materialChangedAt[$0] ?? 0) > entry.stamp }
+        !entry.live.inbound.contains { materialChangedAt[Int($0.rawValue)] > entry.stamp }
+            && !entry.live.outbound.contains { materialChangedAt[Int($0.rawValue)] > entry.stamp }
     }
 
     /// One peer's objects (drop policies excluded).
@@ -121,7 +118,7 @@ struct DesiredStateCache {
             if sameIdentity, let previous {
                 for state in previous.objects.states {
                     guard let key = DatapathLayout.decode(spi: state.spi)?.key,
-                          (materialChangedAt[key] ?? 0) <= previous.inputs.stamp else { continue }
+                          materialChangedAt[Int(key.rawValue)] <= previous.inputs.stamp else { continue }
                     reusable.append((state.spi, state.algorithm))
                 }
             }
@@ -131,8 +128,6 @@ struct DesiredStateCache {
                     ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
             }
         }
-        stateCount += objects.stateCount - (previous?.objects.stateCount ?? 0)
-        policyCount += objects.policyCount - (previous?.objects.policyCount ?? 0)
         let entry = Entry(inputs: now, objects: objects)
         if let slot, let previous, previous.inputs.nodeID == peer.nodeID, previous.inputs.podCIDRs == peer.podCIDRs {
             entries.values[slot] = entry  // the owner indexes change only with the node ID or the pod CIDRs
@@ -148,8 +143,6 @@ struct DesiredStateCache {
     /// Drops a peer's entry (objects, counts and owner index).
     private mutating func forget(_ name: String) {
         guard let old = entries.removeValue(forKey: name) else { return }
-        stateCount -= old.objects.stateCount
-        policyCount -= old.objects.policyCount
         forgetOwnership(name, old.inputs)
     }
 
@@ -173,8 +166,14 @@ struct DesiredStateCache {
         if entries.count != peers.count {
             for name in Array(entries.keys) where peers[name] == nil { forget(name) }
         }
+        // Counted here, once per pass, rather than kept up to date on every rotation step.
+        var stateCount = 0, policyCount = DesiredState.dropPolicies.count
+        for entry in entries.values {
+            stateCount += entry.objects.stateCount
+            policyCount += entry.objects.policyCount
+        }
         return Index(entries: entries, namesByNodeID: namesByNodeID, namesByCIDR: namesByCIDR,
-                     stateCount: stateCount, policyCount: policyCount + DesiredState.dropPolicies.count)
+                     stateCount: stateCount, policyCount: policyCount)
     }
 
     /// Every peer's objects and the drop policies, looked up through each object's owner.

@@ -12,7 +12,8 @@ import XFRM
 /// linearly, instead of hash tables (at 5,000 peers the agent keeps two models of every peer's objects;
 /// docs/benchmarks.md, "Memory").
 public struct PeerObjects: Sendable, Equatable {
-    /// The objects of one key in one direction, or the admission policies.
+    /// The objects of one key in one direction (its SA, or the SA's identity when it is kept, and for OUT the
+    /// policies using it), or the admission policies.
     final class Group: Sendable {
         enum Tag: Equatable {
             case outbound(KeyID)
@@ -21,21 +22,18 @@ public struct PeerObjects: Sendable, Equatable {
         }
 
         let tag: Tag
-        let states: [XFRMState]
-        let keptStates: [XFRMStateID]
+        let state: XFRMState?
+        let keptState: XFRMStateID?
         let policies: [XFRMPolicy]
 
-        init(tag: Tag, states: [XFRMState], keptStates: [XFRMStateID], policies: [XFRMPolicy]) {
+        init(tag: Tag, state: XFRMState?, keptState: XFRMStateID?, policies: [XFRMPolicy]) {
             self.tag = tag
-            self.states = states
-            self.keptStates = keptStates
+            self.state = state
+            self.keptState = keptState
             self.policies = policies
         }
 
-        func sameObjects(as other: Group) -> Bool {
-            self === other
-                || states == other.states && keptStates == other.keptStates && policies == other.policies
-        }
+        var stateCount: Int { state == nil ? 0 : 1 }
     }
 
     private(set) var groups: [Group]
@@ -60,6 +58,7 @@ public struct PeerObjects: Sendable, Equatable {
     /// Order may differ from a rebuild's; the set of objects is the same.
     mutating func patch(from old: PeerKeys, to new: PeerKeys, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
                         algorithm: DesiredState.AlgorithmSource) {
+        let addedOut = new.outbound.subtracting(old.outbound), addedIn = new.inbound.subtracting(old.inbound)
         if !old.outbound.isSubset(of: new.outbound) || !old.inbound.isSubset(of: new.inbound) {
             groups.removeAll { group in
                 switch group.tag {
@@ -69,12 +68,9 @@ public struct PeerObjects: Sendable, Equatable {
                 }
             }
         }
-        for key in new.outbound where !old.outbound.contains(key) {
-            addOutbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm)
-        }
-        for key in new.inbound where !old.inbound.contains(key) {
-            addInbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm)
-        }
+        groups.reserveCapacity(groups.count + addedOut.count + addedIn.count + 1)  // one copy of the shared array
+        for key in addedOut { addOutbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
+        for key in addedIn { addInbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         if old.inbound.isEmpty, !new.inbound.isEmpty { addAdmission(local: local, peer: peer) }
     }
 
@@ -98,20 +94,18 @@ public struct PeerObjects: Sendable, Equatable {
         groups.append(builder.group(.admission))
     }
 
-    public var isEmpty: Bool { groups.allSatisfy { $0.states.isEmpty && $0.keptStates.isEmpty && $0.policies.isEmpty } }
+    public var isEmpty: Bool { groups.allSatisfy { $0.state == nil && $0.keptState == nil && $0.policies.isEmpty } }
 
     /// Every SA, kept identity and policy, in group order (copies: for tests and status, not for hot paths).
-    public var states: [XFRMState] { groups.flatMap(\.states) }
-    public var keptStates: [XFRMStateID] { groups.flatMap(\.keptStates) }
+    public var states: [XFRMState] { groups.compactMap(\.state) }
+    public var keptStates: [XFRMStateID] { groups.compactMap(\.keptState) }
     public var policies: [XFRMPolicy] { groups.flatMap(\.policies) }
 
-    public var stateCount: Int { groups.reduce(0) { $0 + $1.states.count } }
+    public var stateCount: Int { groups.reduce(0) { $0 + $1.stateCount } }
     public var policyCount: Int { groups.reduce(0) { $0 + $1.policies.count } }
 
     public func state(_ id: XFRMStateID) -> XFRMState? {
-        for group in groups {
-            if let state = group.states.first(where: { $0.hasID(id) }) { return state }
-        }
+        for group in groups where group.state?.hasID(id) == true { return group.state }
         return nil
     }
 
@@ -123,11 +117,11 @@ public struct PeerObjects: Sendable, Equatable {
     }
 
     func keeps(_ id: XFRMStateID) -> Bool {
-        groups.contains { $0.keptStates.contains(id) }
+        groups.contains { $0.keptState == id }
     }
 
     public func forEachState(_ body: (XFRMState) -> Void) {
-        for group in groups { group.states.forEach(body) }
+        for group in groups { if let state = group.state { body(state) } }
     }
 
     public func forEachPolicy(_ body: (XFRMPolicy) -> Void) {
@@ -141,20 +135,21 @@ public struct PeerObjects: Sendable, Equatable {
     }
 }
 
-/// Collects one group's objects; a later object with the identity of an earlier one replaces it (pod CIDRs may
-/// repeat in a record).
+/// Collects one group's objects: at most one SA (or kept identity) and its policies; a later policy with the
+/// identity of an earlier one replaces it (pod CIDRs may repeat in a record).
 private struct GroupBuilder: DesiredObjectSink {
-    var states: [XFRMState] = []
-    var keptStates: [XFRMStateID] = []
+    var state: XFRMState?
+    var keptState: XFRMStateID?
     var policies: [XFRMPolicy] = []
 
     mutating func add(_ state: XFRMState) {
-        let id = state.id
-        if let i = states.firstIndex(where: { $0.hasID(id) }) { states[i] = state } else { states.append(state) }
+        assert(self.state == nil && keptState == nil, "one SA per key and direction")
+        self.state = state
     }
 
     mutating func keep(_ id: XFRMStateID) {
-        if !keptStates.contains(id) { keptStates.append(id) }
+        assert(state == nil, "one SA per key and direction")
+        keptState = id
     }
 
     mutating func add(_ policy: XFRMPolicy) {
@@ -163,7 +158,7 @@ private struct GroupBuilder: DesiredObjectSink {
     }
 
     func group(_ tag: PeerObjects.Group.Tag) -> PeerObjects.Group {
-        PeerObjects.Group(tag: tag, states: states, keptStates: keptStates, policies: policies)
+        PeerObjects.Group(tag: tag, state: state, keptState: keptState, policies: policies)
     }
 }
 

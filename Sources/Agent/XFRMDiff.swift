@@ -93,39 +93,49 @@ extension XFRMDiff {
             others.contains { $0 === group }
         }
         // An object's identity is unique within a peer's model (one group per key and direction), so an object of a
-        // group both share has no counterpart in another group. Visited in model order, as the general diff does.
-        for group in haveGroups where !shared(group, wantGroups) {
-            for state in group.states {
-                let id = state.id
-                if let desired = Self.state(id, in: wantGroups) {
-                    if !XFRMDiff.sameState(desired, state) { replaceStates.append(desired) }
-                } else if !want.keeps(id) {
-                    deleteStates.append(id)
+        // group both share has no counterpart in another group, and when one side's groups are all shared, the
+        // other side's remaining objects have no counterpart at all (a rotation step: added or dropped keys).
+        // Objects are visited in model order, as the general diff visits them.
+        let haveAllShared = haveGroups.allSatisfy { shared($0, wantGroups) }
+        let wantAllShared = wantGroups.allSatisfy { shared($0, haveGroups) }
+        if !haveAllShared {
+            for group in haveGroups where !shared(group, wantGroups) {
+                if let state = group.state {
+                    let id = state.id
+                    if !wantAllShared, let desired = Self.state(id, in: wantGroups) {
+                        if !XFRMDiff.sameState(desired, state) { replaceStates.append(desired) }
+                    } else if !want.keeps(id) {
+                        deleteStates.append(id)
+                    }
                 }
             }
-            for policy in group.policies {
-                let id = policy.id
-                if let desired = Self.policy(id, in: wantGroups) {
-                    if !XFRMDiff.samePolicy(desired, policy) { updatePolicies.append(desired) }
-                } else {
-                    deletePolicies.append(id)
+            for group in haveGroups where !shared(group, wantGroups) {
+                for policy in group.policies {
+                    let id = policy.id
+                    if !wantAllShared, let desired = Self.policy(id, in: wantGroups) {
+                        if !XFRMDiff.samePolicy(desired, policy) { updatePolicies.append(desired) }
+                    } else {
+                        deletePolicies.append(id)
+                    }
                 }
             }
         }
-        for group in wantGroups where !shared(group, haveGroups) {
-            for state in group.states where Self.state(state.id, in: haveGroups) == nil {
-                addStates.append(state)
+        if !wantAllShared {
+            for group in wantGroups where !shared(group, haveGroups) {
+                if let state = group.state, haveAllShared || Self.state(state.id, in: haveGroups) == nil {
+                    addStates.append(state)
+                }
             }
-            for policy in group.policies where Self.policy(policy.id, in: haveGroups) == nil {
-                addPolicies.append(policy)
+            for group in wantGroups where !shared(group, haveGroups) {
+                for policy in group.policies where haveAllShared || Self.policy(policy.id, in: haveGroups) == nil {
+                    addPolicies.append(policy)
+                }
             }
         }
     }
 
     private static func state(_ id: XFRMStateID, in groups: [PeerObjects.Group]) -> XFRMState? {
-        for group in groups {
-            if let state = group.states.first(where: { $0.hasID(id) }) { return state }
-        }
+        for group in groups where group.state?.hasID(id) == true { return group.state }
         return nil
     }
 
