@@ -549,6 +549,7 @@ public actor AgentController {
         var policyOwners: [Int32] = []
         var removals: [XFRMRequest] = []
         var removalOwners: [Int32] = []
+        desiredCache.prepare(local: local, keys: keys)
         for name in names {
             let want = desired(for: name)
             let have = installed[name] ?? PeerObjects()
@@ -603,9 +604,10 @@ public actor AgentController {
         logger.error("XFRM request failed", metadata: ["request": "\(request)", "error": "\(error)"])
     }
 
+    /// After `desiredCache.prepare` (once per batch).
     private func desired(for name: String) -> PeerObjects {
         guard let peer = peers[name], let live = peerKeys[name] else { return PeerObjects() }
-        return desiredCache.state(for: peer, live: live, local: local, keys: keys, derive: derive)
+        return desiredCache.preparedState(for: peer, live: live, local: local, keys: keys, derive: derive)
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {

@@ -57,7 +57,9 @@ struct DesiredStateCache {
     private(set) var misses = 0
 
     /// Drops everything when the local node changed; notes which key IDs' material changed since the last call.
-    private mutating func validate(local: LocalNode, keys: [KeyID: IPsecKey]) {
+    /// Called once per pass or batch (`index`, or before `preparedState`): comparing the node and the keys per peer
+    /// cost more than the rest of a steady look-up.
+    mutating func prepare(local: LocalNode, keys: [KeyID: IPsecKey]) {
         if local != self.local {
             self.local = local
             entries.removeAll(keepingCapacity: true)
@@ -84,13 +86,14 @@ struct DesiredStateCache {
     /// One peer's objects (drop policies excluded).
     mutating func state(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
                         derive: PairKeyDerivation) -> PeerObjects {
-        validate(local: local, keys: keys)
-        return entry(for: peer, live: live, local: local, keys: keys, derive: derive)
+        prepare(local: local, keys: keys)
+        return preparedState(for: peer, live: live, local: local, keys: keys, derive: derive)
     }
 
-    /// `state(for:)` without the validation (`index` validates once per pass).
-    private mutating func entry(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
+    /// `state(for:)` after `prepare` with the same local node and keys (a batch of peers prepares once).
+    mutating func preparedState(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
                                 derive: PairKeyDerivation) -> PeerObjects {
+        assert(local == self.local && keys == materials, "prepare(local:keys:) first")
         let now = PeerInputs(nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
                              bootID: peer.bootID, live: live, stamp: materialEpoch)
         let slot = entries.index(forKey: peer.name)
@@ -159,9 +162,9 @@ struct DesiredStateCache {
     /// the global drop policies: what reconcile compares the kernel with.
     mutating func index(peers: [String: Peer], peerKeys: [String: PeerKeys], local: LocalNode,
                         keys: [KeyID: IPsecKey], derive: PairKeyDerivation) -> Index {
-        validate(local: local, keys: keys)
+        prepare(local: local, keys: keys)
         for (name, peer) in peers {
-            _ = entry(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys, derive: derive)
+            _ = preparedState(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys, derive: derive)
         }
         if entries.count != peers.count {
             for name in Array(entries.keys) where peers[name] == nil { forget(name) }
