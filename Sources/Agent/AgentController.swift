@@ -553,9 +553,17 @@ public actor AgentController {
         for name in names {
             let want = desired(for: name)
             let have = installed[name] ?? PeerObjects()
-            let diff = XFRMDiff(installed: have, desired: want)
             let owner = Int32(wants.count)
             wants.append(want)
+            // A rotation step only adds: no diff needed.
+            if XFRMDiff.forEachAddition(installed: have, desired: want, state: {
+                requests.append(.addState($0))
+                owners.append(owner)
+            }, policy: {
+                policyRequests.append(.addPolicy($0))
+                policyOwners.append(owner)
+            }) { continue }
+            let diff = XFRMDiff(installed: have, desired: want)
             for state in diff.addStates {
                 requests.append(.addState(state))
                 owners.append(owner)

@@ -134,6 +134,23 @@ extension XFRMDiff {
         }
     }
 
+    /// When every installed group is still desired (a rotation step adding keys, or nothing changed), the diff is
+    /// additions only: the objects of the desired groups not installed. Passes those, in the order the diff lists
+    /// them, without building the diff's arrays and returns true; returns false, passing nothing, otherwise.
+    static func forEachAddition(installed have: PeerObjects, desired want: PeerObjects,
+                                state: (XFRMState) -> Void, policy: (XFRMPolicy) -> Void) -> Bool {
+        let haveGroups = have.groups, wantGroups = want.groups
+        guard haveGroups.allSatisfy({ group in wantGroups.contains { $0 === group } }) else { return false }
+        guard wantGroups.count > haveGroups.count else { return true }
+        for group in wantGroups where !haveGroups.contains(where: { $0 === group }) {
+            if let added = group.state { state(added) }
+        }
+        for group in wantGroups where !haveGroups.contains(where: { $0 === group }) {
+            group.policies.forEach(policy)
+        }
+        return true
+    }
+
     private static func state(_ id: XFRMStateID, in groups: [PeerObjects.Group]) -> XFRMState? {
         for group in groups where group.state?.hasID(id) == true { return group.state }
         return nil

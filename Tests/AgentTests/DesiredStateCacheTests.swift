@@ -173,6 +173,7 @@ import XFRM
         w.keys = [KeyID(1)!: material[0], KeyID(2)!: material[1], KeyID(3)!: material[2]]  // key 4: no material
         var cache = DesiredStateCache()
         var previous: [String: PeerObjects] = [:]
+        var additionSteps = 0
         for _ in 0..<150 {
             let name = "n\(Int.random(in: 2...7, using: &rng))"
             let key = KeyID(Int.random(in: 1...4, using: &rng))!
@@ -198,11 +199,20 @@ import XFRM
             #expect(w.cached(&cache) == w.fresh())
             for (peer, objects) in cache.peerStates {
                 let before = previous[peer] ?? PeerObjects()
-                #expect(XFRMDiff(installed: before, desired: objects)
-                        == XFRMDiff(desired: objects, actualStates: before.states, actualPolicies: before.policies))
+                let general = XFRMDiff(desired: objects, actualStates: before.states, actualPolicies: before.policies)
+                #expect(XFRMDiff(installed: before, desired: objects) == general)
+                // The additions-only path, where it applies, gives the same diff.
+                var added = XFRMDiff(desired: PeerObjects(), actualStates: [], actualPolicies: [])
+                if XFRMDiff.forEachAddition(installed: before, desired: objects,
+                                            state: { added.addStates.append($0) },
+                                            policy: { added.addPolicies.append($0) }) {
+                    #expect(added == general)
+                    if !added.isEmpty { additionSteps += 1 }
+                }
             }
             previous = cache.peerStates
         }
+        #expect(additionSteps > 0)  // the path was taken
     }
 
     @Test func policyHashThresholdsCoverThePodPrefixesAndOnlyEverGoDown() {
