@@ -40,11 +40,15 @@ let package = Package(
         // The XFRM netlink client: SAs, policies, batching, dumps, monitor.
         .target(name: "XFRM", dependencies: ["CNetlink", "IPsecPrimitives"]),
 
-        // Key files: grammar, rotation rules, per-pair derivation, drop-in watcher.
+        // Key files: grammar, rotation rules, per-pair derivation, drop-in watcher. libcrypto's SHA-256 context (a
+        // plain struct) backs the per-pair HKDF's prepared HMAC; swift-crypto does the rest.
+        .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
         .target(
             name: "Keys",
             dependencies: [
                 "IPsecPrimitives",
+                "CLibcrypto",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,3 +1,4 @@
+import CLibcrypto
 import Crypto
 import IPsecPrimitives
 import Synchronization
@@ -51,51 +52,65 @@ public enum KeyDerivation {
 
     /// HMAC-SHA256 keyed with a PRK, as the two SHA-256 states after the padded key block (RFC 2104): a MAC is
     /// `outer ‖ H(inner ‖ message)`. Built once per key; each MAC copies both states, so the per-pair work is the
-    /// hashing itself (`HMAC<SHA256>`, being generic, also resolved type metadata on every call).
-    struct PreparedHMAC: Sendable {
-        private let inner: SHA256
-        private let outer: SHA256
+    /// hashing itself. The states are libcrypto's `SHA256_CTX`, a plain struct copied by value: swift-crypto's
+    /// `SHA256` keeps its context in a class, and the allocations, copies and exclusivity checks of four contexts
+    /// per MAC cost several times the hashing (profiled: ~15% of a rotation's agent work).
+    struct PreparedHMAC: @unchecked Sendable {  // two plain C structs, never mutated after init
+        private let inner: SHA256_CTX
+        private let outer: SHA256_CTX
 
         init(key: UnsafeRawBufferPointer) {
-            precondition(key.count <= SHA256.blockByteCount)
-            var padded = [UInt8](repeating: 0, count: SHA256.blockByteCount)
+            precondition(key.count <= Int(SHA256_CBLOCK))
+            var padded = [UInt8](repeating: 0, count: Int(SHA256_CBLOCK))
             for (i, byte) in key.enumerated() { padded[i] = byte }
-            var inner = SHA256(), outer = SHA256()
+            var inner = SHA256_CTX(), outer = SHA256_CTX()
+            SHA256_Init(&inner)
+            SHA256_Init(&outer)
             var block = padded.map { $0 ^ 0x36 }
-            block.withUnsafeBytes { inner.update(bufferPointer: $0) }
+            SHA256_Update(&inner, block, block.count)
             block = padded.map { $0 ^ 0x5C }
-            block.withUnsafeBytes { outer.update(bufferPointer: $0) }
+            SHA256_Update(&outer, block, block.count)
             for i in block.indices { block[i] = 0; padded[i] = 0 }
             self.inner = inner
             self.outer = outer
         }
 
+        /// A MAC's 32 bytes.
+        typealias Code = SIMD32<UInt8>
+
         /// HMAC(PRK, a ‖ b ‖ c). Three parts, not variadic: a variadic call allocates its array.
         func authenticationCode(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer,
-                                _ c: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> SHA256.Digest {
+                                _ c: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Code {
             var inner = self.inner
-            inner.update(bufferPointer: a)
-            inner.update(bufferPointer: b)
-            inner.update(bufferPointer: c)
+            SHA256_Update(&inner, a.baseAddress, a.count)
+            SHA256_Update(&inner, b.baseAddress, b.count)
+            SHA256_Update(&inner, c.baseAddress, c.count)
+            var code = Code()
             var outer = self.outer
-            inner.finalize().withUnsafeBytes { outer.update(bufferPointer: $0) }
-            return outer.finalize()
+            withUnsafeMutableBytes(of: &code) { bytes in
+                let digest = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                SHA256_Final(digest, &inner)
+                SHA256_Update(&outer, digest, Int(SHA256_DIGEST_LENGTH))
+                SHA256_Final(digest, &outer)
+            }
+            return code
         }
     }
 
     /// RFC 5869 Expand with an HMAC already keyed with the PRK: T(i) = HMAC(PRK, T(i-1) ‖ info ‖ i), written
     /// straight into the output (one allocation).
     static func expand(_ keyed: PreparedHMAC, info: UnsafeRawBufferPointer, count: Int) -> [UInt8] {
-        precondition(count <= 255 * SHA256.byteCount)
+        let hashLength = Int(SHA256_DIGEST_LENGTH)
+        precondition(count <= 255 * hashLength)
         return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
             var counter: UInt8 = 1
             while initialized < count {
                 // T(i-1) is the output's last block (empty for T(1)).
                 let previous = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(output)[
-                    max(0, initialized - SHA256.byteCount)..<initialized])
+                    max(0, initialized - hashLength)..<initialized])
                 let block = withUnsafeBytes(of: counter) { keyed.authenticationCode(previous, info, $0) }
-                let n = min(SHA256.byteCount, count - initialized)
-                block.withUnsafeBytes { bytes in
+                let n = min(hashLength, count - initialized)
+                withUnsafeBytes(of: block) { bytes in
                     UnsafeMutableRawBufferPointer(output).baseAddress!.advanced(by: initialized)
                         .copyMemory(from: bytes.baseAddress!, byteCount: n)
                 }

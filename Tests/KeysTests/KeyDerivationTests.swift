@@ -119,11 +119,12 @@ struct KeyDerivationTests {
         for keyLength in [0, 1, 20, 32, 63, 64] {
             let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255) }
             let prepared = key.withUnsafeBytes { KeyDerivation.PreparedHMAC(key: $0) }
-            for messageLength in [0, 1, 55, 64, 65, 200] {
+            for messageLength in [0, 1, 55, 56, 63, 64, 65, 119, 120, 200] {
                 let a = (0..<messageLength).map { _ in UInt8.random(in: 0...255) }, b: [UInt8] = [7, 8]
                 let expected = HMAC<SHA256>.authenticationCode(for: a + b, using: SymmetricKey(data: key))
                 let got = a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in prepared.authenticationCode(pa, pb) } }
-                #expect(Array(got) == Array(expected), "key \(keyLength) bytes, message \(messageLength) bytes")
+                #expect(withUnsafeBytes(of: got) { Array($0) } == Array(expected),
+                        "key \(keyLength) bytes, message \(messageLength) bytes")
             }
         }
     }
