@@ -73,14 +73,11 @@ public actor AgentController {
     private var lastRotationCompletedAt: Duration?
 
     // Peers
-    private var peers: [String: Peer] = [:]
-    private(set) var peerKeys: [String: PeerKeys] = [:]
-    private var installed: [String: PeerObjects] = [:]
+    /// Every peer known from the registry (departed ones too, during their grace period), by name.
+    private var peers: [String: PeerEntry] = [:]
     private var installedGlobal = DesiredState()
     /// What `desired(for:)` and reconcile compute, memoized per peer (see `DesiredStateCache`).
     private var desiredCache = DesiredStateCache()
-    private var bpfEntries: [String: PeerEncryptEntry] = [:]
-    private var departedAt: [String: Duration] = [:]
     private var adoptedKeysByNode: [UInt16: PeerKeys] = [:]
     private var mismatchReported: Set<String> = []
     private var registrySynced = false
@@ -144,7 +141,7 @@ public actor AgentController {
             if own.nodeID != 0 { local.nodeID = own.nodeID }
         }
         encryptKey = try encryptMap.localSPI()
-        bpfEntries = [:]
+        for i in peers.indices { peers.values[i].encryptEntry = nil }
         let adoptedStates = try await kernel.ownedStates().filter(DatapathLayout.owns)
         recordCounters(adoptedStates)
         for state in adoptedStates {
@@ -220,9 +217,9 @@ public actor AgentController {
         // 2. XFRM: the new key for every peer, both directions. Nothing is advertised until all is acked.
         if advertisedKey != key || phase == .xfrm {
             enter(.xfrm)
-            for name in peers.keys {
-                peerKeys[name, default: PeerKeys()].inbound.insert(key)
-                peerKeys[name, default: PeerKeys()].outbound.insert(key)
+            for i in peers.indices {
+                peers.values[i].keys.inbound.insert(key)
+                peers.values[i].keys.outbound.insert(key)
             }
             let globalOK = await programGlobal()
             let peersOK = await program(peers: Array(peers.keys))
@@ -268,8 +265,8 @@ public actor AgentController {
     }
 
     private var hasOldKeys: Bool {
-        peerKeys.values.contains { live in
-            live.inbound.contains { $0 != currentKey } || live.outbound.contains { $0 != currentKey }
+        peers.values.contains { entry in
+            entry.keys.inbound.contains { $0 != currentKey } || entry.keys.outbound.contains { $0 != currentKey }
         }
     }
 
@@ -296,8 +293,9 @@ public actor AgentController {
         // per-SA fallback checks before the fallback timeout.
         let t = now()
         let fallbackOpen = advertisedAt.map { t - $0 >= settings.fallbackTimeout } ?? false
-        for (name, live) in peerKeys {
-            guard let peer = peers[name] else { continue }
+        for i in peers.indices {
+            let live = peers.values[i].keys
+            let peer = peers.values[i].peer
             // A peer holding other key material under our key ID will not switch to us: keep everything.
             if peer.spi == current, fingerprintMismatch(peer) { continue }
             var next = live
@@ -319,8 +317,8 @@ public actor AgentController {
                 }
             }
             if next != live {
-                peerKeys[name] = next
-                changed.append(name)
+                peers.values[i].keys = next
+                changed.append(peer.name)
             }
         }
         if fallbacks > 0 {
@@ -328,7 +326,7 @@ public actor AgentController {
             logger.warning("reclaimed \(fallbacks) SA(s) by fallback: peers never acknowledged but counters stayed still")
         }
         if !changed.isEmpty { _ = await program(peers: changed) }
-        for key in Set(keys.keys) where key != current && !peerKeys.values.contains(where: { $0.all.contains(key) }) {
+        for key in Set(keys.keys) where key != current && !peers.values.contains(where: { $0.keys.all.contains(key) }) {
             keys[key] = nil
         }
         if phase == .reclaim, !hasOldKeys {
@@ -367,15 +365,15 @@ public actor AgentController {
             let peer = Peer(name: record.name, nodeID: record.nodeID, underlay: underlay, podCIDRs: record.podCIDRs,
                             bootID: record.bootID, spi: record.spi, encryptSpi: record.encryptSpi,
                             keyFingerprint: record.keyFingerprint, xfrmRevision: record.xfrmRevision)
-            departedAt[record.name] = nil
-            let previous = peers[record.name]
+            let slot = peers.index(forKey: record.name)
+            if let slot { peers.values[slot].departedAt = nil }
+            let previous = slot.map { peers.values[$0].peer }
             guard previous != peer else { continue }
             if let before = previous?.spi, let now = peer.spi, now.isOlder(than: before) {
                 // Never expected: an agent's `spi` only moves forward. Egress to this peer follows it back.
                 logger.warning("peer now advertises an older key than before", metadata: [
                     "peer": "\(record.name)", "before": "\(before)", "now": "\(now)", "recordRevision": "\(record.revision)"])
             }
-            peers[record.name] = peer
             if previous == nil || previous?.nodeID != peer.nodeID || previous?.underlay != peer.underlay
                 || previous?.bootID != peer.bootID || previous?.podCIDRs != peer.podCIDRs {
                 var live = adoptedKeysByNode.removeValue(forKey: peer.nodeID) ?? PeerKeys()
@@ -383,15 +381,22 @@ public actor AgentController {
                     live.inbound.insert(key)
                     live.outbound.insert(key)
                 }
-                peerKeys[record.name] = live
+                if let slot {
+                    peers.values[slot].peer = peer
+                    peers.values[slot].keys = live
+                } else {
+                    peers[record.name] = PeerEntry(peer: peer, keys: live)
+                }
                 touched.append(record.name)
+            } else if let slot {
+                peers.values[slot].peer = peer
             }
         }
         if connected {
             registrySynced = true
-            for name in peers.keys where !seen.contains(name) && departedAt[name] == nil {
-                departedAt[name] = now()
-                logger.info("peer left the registry; keeping its SAs for the grace period", metadata: ["peer": "\(name)"])
+            for i in peers.indices where peers.values[i].departedAt == nil && !seen.contains(peers.keys[i]) {
+                peers.values[i].departedAt = now()
+                logger.info("peer left the registry; keeping its SAs for the grace period", metadata: ["peer": "\(peers.keys[i])"])
             }
         }
         if !touched.isEmpty { _ = await program(peers: touched) }
@@ -409,11 +414,12 @@ public actor AgentController {
 
     /// Points each peer's pod CIDRs at its advertised key in the BPF map, after its SAs exist.
     private func updateEncryptEntries() {
-        for (name, peer) in peers {
-            guard var spi = peer.spi, installed[name] != nil else { continue }
-            if fingerprintMismatch(peer) {
+        for i in peers.indices {
+            guard var spi = peers.values[i].peer.spi, peers.values[i].installed != nil else { continue }
+            let name = peers.keys[i]
+            if fingerprintMismatch(peers.values[i].peer) {
                 // Keep egress on the newest older key both sides still share; never on the mismatched one.
-                let fallback = (peerKeys[name]?.outbound ?? []).filter { $0.isOlder(than: spi) }.max()
+                let fallback = peers.values[i].keys.outbound.filter { $0.isOlder(than: spi) }.max()
                 if !mismatchReported.contains(name) {
                     mismatchReported.insert(name)
                     metrics.fingerprintMismatch()
@@ -425,11 +431,11 @@ public actor AgentController {
             } else {
                 mismatchReported.remove(name)
             }
-            let entry = PeerEncryptEntry(nodeID: peer.nodeID, peerSPI: spi)
-            guard bpfEntries[name] != entry else { continue }
+            let entry = PeerEncryptEntry(nodeID: peers.values[i].peer.nodeID, peerSPI: spi)
+            guard peers.values[i].encryptEntry != entry else { continue }
             do {
-                for cidr in peer.podCIDRs { try encryptMap.upsertPeer(cidr, entry) }
-                bpfEntries[name] = entry
+                for cidr in peers.values[i].peer.podCIDRs { try encryptMap.upsertPeer(cidr, entry) }
+                peers.values[i].encryptEntry = entry
             } catch {
                 lastError = "bpf: \(error)"
                 logger.error("BPF peer update failed (reconcile will retry)", metadata: ["peer": "\(name)", "error": "\(error)"])
@@ -444,15 +450,12 @@ public actor AgentController {
     }
 
     private func removePeer(_ name: String) async {
-        guard let peer = peers[name] else { return }
+        guard let peer = peers[name]?.peer else { return }
         for cidr in peer.podCIDRs { try? encryptMap.deletePeer(cidr) }
-        bpfEntries[name] = nil
-        peerKeys[name] = PeerKeys()
+        peers[name]?.encryptEntry = nil
+        peers[name]?.keys = PeerKeys()
         _ = await program(peers: [name])
         peers[name] = nil
-        peerKeys[name] = nil
-        installed[name] = nil
-        departedAt[name] = nil
         logger.info("peer removed after its grace period", metadata: ["peer": "\(name)"])
     }
 
@@ -463,9 +466,11 @@ public actor AgentController {
         await gate.acquire()
         defer { gate.release() }
         if registryConnected {
-            for (name, since) in departedAt where now() - since >= settings.peerRemovalGrace {
-                await removePeer(name)
+            let t = now()
+            let expired = peers.compactMap { name, entry in
+                entry.departedAt.map { t - $0 >= settings.peerRemovalGrace } == true ? name : nil
             }
+            for name in expired { await removePeer(name) }
         }
         await advance()
         await acknowledgeIfDue()
@@ -552,7 +557,7 @@ public actor AgentController {
         desiredCache.prepare(local: local, keys: keys)
         for name in names {
             let want = desired(for: name)
-            let have = installed[name] ?? PeerObjects()
+            let have = peers[name]?.installed ?? PeerObjects()
             let owner = Int32(wants.count)
             wants.append(want)
             // A rotation step only adds: no diff needed.
@@ -592,7 +597,7 @@ public actor AgentController {
     private func finish(_ plan: BatchPlan, _ outcome: KernelBatch.Outcome) -> Bool {
         for (request, error) in outcome.installFailures { noteFailure(request, error) }
         for (index, name) in plan.names.enumerated() where !outcome.failed.contains(Int32(index)) {
-            installed[name] = plan.wants[index]
+            peers[name]?.installed = plan.wants[index]
         }
         for (request, error) in outcome.removalFailures {
             logger.warning("XFRM removal failed (reconcile will retry)", metadata: ["request": "\(request)", "error": "\(error)"])
@@ -614,8 +619,9 @@ public actor AgentController {
 
     /// After `desiredCache.prepare` (once per batch).
     private func desired(for name: String) -> PeerObjects {
-        guard let peer = peers[name], let live = peerKeys[name] else { return PeerObjects() }
-        return desiredCache.preparedState(for: peer, live: live, local: local, keys: keys, derive: derive)
+        guard let slot = peers.index(forKey: name) else { return PeerObjects() }
+        return desiredCache.preparedState(for: peers.values[slot].peer, live: peers.values[slot].keys, local: local,
+                                          keys: keys, derive: derive)
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
@@ -656,7 +662,7 @@ public actor AgentController {
             let states = Self.owned(try await kernel.ownedStates(), DatapathLayout.owns)
             let policies = Self.owned(try await kernel.ownedPolicies(), DatapathLayout.owns)
             recordCounters(states)
-            let want = desiredCache.index(peers: peers, peerKeys: peerKeys, local: local, keys: keys, derive: derive)
+            let want = desiredCache.index(peers: peers, local: local, keys: keys, derive: derive)
             var diff = XFRMDiff(desired: want, actualStates: states, actualPolicies: policies)
             report.record(diff, removalsAllowed: registrySynced)
             diff.addStates = diff.addStates.map(resumingSequence)
@@ -676,7 +682,9 @@ public actor AgentController {
             }
             xfrmHealthy = report.errors == 0
             if report.errors == 0 {
-                installed = desiredCache.peerStates  // every peer's share of `want`, now in the kernel
+                for i in peers.indices {  // every peer's share of `want`, now in the kernel
+                    peers.values[i].installed = desiredCache.objects(of: peers.keys[i])
+                }
                 installedGlobal.policies = DesiredState.dropPolicies
             }
             report.bpfRepairs = repairEncryptMap()
@@ -749,7 +757,10 @@ public actor AgentController {
             }
             let actual = try encryptMap.peers()
             var wanted: [IPPrefix: PeerEncryptEntry] = [:]
-            for (name, entry) in bpfEntries { for cidr in peers[name]?.podCIDRs ?? [] { wanted[cidr] = entry } }
+            for entry in peers.values {
+                guard let encryptEntry = entry.encryptEntry else { continue }
+                for cidr in entry.peer.podCIDRs { wanted[cidr] = encryptEntry }
+            }
             for (cidr, entry) in wanted where actual[cidr] != entry {
                 try encryptMap.upsertPeer(cidr, entry)
                 repairs += 1
@@ -774,13 +785,13 @@ public actor AgentController {
         return AgentStatus(
             node: local.name, nodeID: local.nodeID, underlay: local.underlay.description,
             currentKey: currentKey?.rawValue, advertisedKey: advertisedKey?.rawValue, encryptKey: encryptKey?.rawValue,
-            phase: phase, keysInUse: Set(peerKeys.values.flatMap { $0.all }).union(currentKey.map { [$0] } ?? [])
+            phase: phase, keysInUse: Set(peers.values.flatMap { $0.keys.all }).union(currentKey.map { [$0] } ?? [])
                 .map(\.rawValue).sorted(),
             secondsSinceRotation: lastRotationCompletedAt.map { Self.seconds(t - $0) },
             registryConnected: registryConnected,
-            peers: peers.values.sorted { $0.name < $1.name }.map { peer in
-                let live = peerKeys[peer.name] ?? PeerKeys()
-                let egress: UInt8? = switch (encryptKey, bpfEntries[peer.name]?.peerSPI) {
+            peers: peers.values.sorted { $0.peer.name < $1.peer.name }.map { entry in
+                let peer = entry.peer, live = entry.keys
+                let egress: UInt8? = switch (encryptKey, entry.encryptEntry?.peerSPI) {
                 case (let l?, let p?): EncryptMark.egressSPI(local: l, peer: p).rawValue
                 default: nil
                 }
@@ -788,7 +799,7 @@ public actor AgentController {
                     name: peer.name, nodeID: peer.nodeID, address: peer.underlay.description, spi: peer.spi?.rawValue,
                     encryptSpi: peer.encryptSpi?.rawValue, egressSpi: egress,
                     inboundKeys: live.inbound.map(\.rawValue).sorted(), outboundKeys: live.outbound.map(\.rawValue).sorted(),
-                    departing: departedAt[peer.name] != nil)
+                    departing: entry.departedAt != nil)
             },
             lastReconcile: lastReconcile.map {
                 AgentStatus.ReconcileSummary(secondsAgo: Self.seconds(t - $0.finishedAt), durationMillis: Self.seconds($0.duration) * 1000,
@@ -804,7 +815,7 @@ public actor AgentController {
 
     /// The peers and key state for `trace`.
     public func traceInputs() -> (local: LocalNode, encryptKey: KeyID?, peers: [Peer], entries: [String: PeerEncryptEntry]) {
-        (local, encryptKey, Array(peers.values), bpfEntries)
+        (local, encryptKey, peers.values.map(\.peer), peers.compactMapValues(\.encryptEntry))
     }
 
     /// Owned objects by kind and direction from the agent's own model — no kernel dump (for metrics).
@@ -812,7 +823,8 @@ public actor AgentController {
         var statesIn = 0, statesOut = 0
         var policies: [String: Int] = [:]
         var byDirection: [XFRMPolicyDirection: Int] = [:]
-        for model in installed.values {
+        for entry in peers.values {
+            guard let model = entry.installed else { continue }
             model.forEachState { if $0.destination == local.underlay { statesIn += 1 } else { statesOut += 1 } }
             model.forEachPolicy { byDirection[$0.direction, default: 0] += 1 }
         }

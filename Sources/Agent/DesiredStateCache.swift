@@ -160,14 +160,27 @@ struct DesiredStateCache {
 
     /// Brings every peer's entry up to date (peers gone are forgotten) and returns the index of all of them plus
     /// the global drop policies: what reconcile compares the kernel with.
+    mutating func index(peers: [String: PeerEntry], local: LocalNode, keys: [KeyID: IPsecKey],
+                        derive: PairKeyDerivation) -> Index {
+        index(peers.values.lazy.map { ($0.peer, $0.keys) }, count: peers.count, isPeer: { peers[$0] != nil },
+              local: local, keys: keys, derive: derive)
+    }
+
+    /// `index` over peers and their live keys held apart (a peer without live keys has none).
     mutating func index(peers: [String: Peer], peerKeys: [String: PeerKeys], local: LocalNode,
                         keys: [KeyID: IPsecKey], derive: PairKeyDerivation) -> Index {
+        index(peers.values.lazy.map { ($0, peerKeys[$0.name] ?? PeerKeys()) }, count: peers.count,
+              isPeer: { peers[$0] != nil }, local: local, keys: keys, derive: derive)
+    }
+
+    private mutating func index(_ peers: some Sequence<(Peer, PeerKeys)>, count: Int, isPeer: (String) -> Bool,
+                                local: LocalNode, keys: [KeyID: IPsecKey], derive: PairKeyDerivation) -> Index {
         prepare(local: local, keys: keys)
-        for (name, peer) in peers {
-            _ = preparedState(for: peer, live: peerKeys[name] ?? PeerKeys(), local: local, keys: keys, derive: derive)
+        for (peer, live) in peers {
+            _ = preparedState(for: peer, live: live, local: local, keys: keys, derive: derive)
         }
-        if entries.count != peers.count {
-            for name in Array(entries.keys) where peers[name] == nil { forget(name) }
+        if entries.count != count {
+            for name in Array(entries.keys) where !isPeer(name) { forget(name) }
         }
         // Counted here, once per pass, rather than kept up to date on every rotation step.
         var stateCount = 0, policyCount = DesiredState.dropPolicies.count
@@ -177,6 +190,11 @@ struct DesiredStateCache {
         }
         return Index(entries: entries, namesByNodeID: namesByNodeID, namesByCIDR: namesByCIDR,
                      stateCount: stateCount, policyCount: policyCount)
+    }
+
+    /// A peer's objects as last computed.
+    func objects(of name: String) -> PeerObjects? {
+        entries[name]?.objects
     }
 
     /// Every peer's objects and the drop policies, looked up through each object's owner.
