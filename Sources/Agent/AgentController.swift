@@ -74,7 +74,7 @@ public actor AgentController {
 
     // Peers
     /// Every peer known from the registry (departed ones too, during their grace period), by name.
-    private var peers: [String: PeerEntry] = [:]
+    private var peers = PeerTable()
     private var installedGlobal = DesiredState()
     /// What `desired(for:)` and reconcile compute, memoized per peer (see `DesiredStateCache`).
     private var desiredCache = DesiredStateCache()
@@ -141,7 +141,7 @@ public actor AgentController {
             if own.nodeID != 0 { local.nodeID = own.nodeID }
         }
         encryptKey = try encryptMap.localSPI()
-        for i in peers.indices { peers.values[i].encryptEntry = nil }
+        for i in peers.indices { peers[i].encryptEntry = nil }
         let adoptedStates = try await kernel.ownedStates().filter(DatapathLayout.owns)
         recordCounters(adoptedStates)
         for state in adoptedStates {
@@ -218,11 +218,11 @@ public actor AgentController {
         if advertisedKey != key || phase == .xfrm {
             enter(.xfrm)
             for i in peers.indices {
-                peers.values[i].keys.inbound.insert(key)
-                peers.values[i].keys.outbound.insert(key)
+                peers[i].keys.inbound.insert(key)
+                peers[i].keys.outbound.insert(key)
             }
             let globalOK = await programGlobal()
-            let peersOK = await program(peers: Array(peers.keys))
+            let peersOK = await program(peers: peers.entries.map(\.peer.name))
             let programmed = globalOK && peersOK
             xfrmHealthy = programmed
             guard programmed else {
@@ -265,7 +265,7 @@ public actor AgentController {
     }
 
     private var hasOldKeys: Bool {
-        peers.values.contains { entry in
+        peers.entries.contains { entry in
             entry.keys.inbound.contains { $0 != currentKey } || entry.keys.outbound.contains { $0 != currentKey }
         }
     }
@@ -294,8 +294,8 @@ public actor AgentController {
         let t = now()
         let fallbackOpen = advertisedAt.map { t - $0 >= settings.fallbackTimeout } ?? false
         for i in peers.indices {
-            let live = peers.values[i].keys
-            let peer = peers.values[i].peer
+            let live = peers.entries[i].keys
+            let peer = peers.entries[i].peer
             // A peer holding other key material under our key ID will not switch to us: keep everything.
             if peer.spi == current, fingerprintMismatch(peer) { continue }
             var next = live
@@ -317,7 +317,7 @@ public actor AgentController {
                 }
             }
             if next != live {
-                peers.values[i].keys = next
+                peers[i].keys = next
                 changed.append(peer.name)
             }
         }
@@ -326,7 +326,7 @@ public actor AgentController {
             logger.warning("reclaimed \(fallbacks) SA(s) by fallback: peers never acknowledged but counters stayed still")
         }
         if !changed.isEmpty { _ = await program(peers: changed) }
-        for key in Set(keys.keys) where key != current && !peers.values.contains(where: { $0.keys.all.contains(key) }) {
+        for key in Set(keys.keys) where key != current && !peers.entries.contains(where: { $0.keys.all.contains(key) }) {
             keys[key] = nil
         }
         if phase == .reclaim, !hasOldKeys {
@@ -365,9 +365,9 @@ public actor AgentController {
             let peer = Peer(name: record.name, nodeID: record.nodeID, underlay: underlay, podCIDRs: record.podCIDRs,
                             bootID: record.bootID, spi: record.spi, encryptSpi: record.encryptSpi,
                             keyFingerprint: record.keyFingerprint, xfrmRevision: record.xfrmRevision)
-            let slot = peers.index(forKey: record.name)
-            if let slot { peers.values[slot].departedAt = nil }
-            let previous = slot.map { peers.values[$0].peer }
+            let slot = peers.slot(of: record.name)
+            if let slot { peers[slot].departedAt = nil }
+            let previous = slot.map { peers.entries[$0].peer }
             guard previous != peer else { continue }
             if let before = previous?.spi, let now = peer.spi, now.isOlder(than: before) {
                 // Never expected: an agent's `spi` only moves forward. Egress to this peer follows it back.
@@ -382,21 +382,21 @@ public actor AgentController {
                     live.outbound.insert(key)
                 }
                 if let slot {
-                    peers.values[slot].peer = peer
-                    peers.values[slot].keys = live
+                    peers[slot].peer = peer
+                    peers[slot].keys = live
                 } else {
-                    peers[record.name] = PeerEntry(peer: peer, keys: live)
+                    peers.insert(PeerEntry(peer: peer, keys: live))
                 }
                 touched.append(record.name)
             } else if let slot {
-                peers.values[slot].peer = peer
+                peers[slot].peer = peer
             }
         }
         if connected {
             registrySynced = true
-            for i in peers.indices where peers.values[i].departedAt == nil && !seen.contains(peers.keys[i]) {
-                peers.values[i].departedAt = now()
-                logger.info("peer left the registry; keeping its SAs for the grace period", metadata: ["peer": "\(peers.keys[i])"])
+            for i in peers.indices where peers.entries[i].departedAt == nil && !seen.contains(peers.entries[i].peer.name) {
+                peers[i].departedAt = now()
+                logger.info("peer left the registry; keeping its SAs for the grace period", metadata: ["peer": "\(peers.entries[i].peer.name)"])
             }
         }
         if !touched.isEmpty { _ = await program(peers: touched) }
@@ -415,11 +415,11 @@ public actor AgentController {
     /// Points each peer's pod CIDRs at its advertised key in the BPF map, after its SAs exist.
     private func updateEncryptEntries() {
         for i in peers.indices {
-            guard var spi = peers.values[i].peer.spi, peers.values[i].installed != nil else { continue }
-            let name = peers.keys[i]
-            if fingerprintMismatch(peers.values[i].peer) {
+            guard var spi = peers.entries[i].peer.spi, peers.entries[i].installed != nil else { continue }
+            let name = peers.entries[i].peer.name
+            if fingerprintMismatch(peers.entries[i].peer) {
                 // Keep egress on the newest older key both sides still share; never on the mismatched one.
-                let fallback = peers.values[i].keys.outbound.filter { $0.isOlder(than: spi) }.max()
+                let fallback = peers.entries[i].keys.outbound.filter { $0.isOlder(than: spi) }.max()
                 if !mismatchReported.contains(name) {
                     mismatchReported.insert(name)
                     metrics.fingerprintMismatch()
@@ -431,11 +431,11 @@ public actor AgentController {
             } else {
                 mismatchReported.remove(name)
             }
-            let entry = PeerEncryptEntry(nodeID: peers.values[i].peer.nodeID, peerSPI: spi)
-            guard peers.values[i].encryptEntry != entry else { continue }
+            let entry = PeerEncryptEntry(nodeID: peers.entries[i].peer.nodeID, peerSPI: spi)
+            guard peers.entries[i].encryptEntry != entry else { continue }
             do {
-                for cidr in peers.values[i].peer.podCIDRs { try encryptMap.upsertPeer(cidr, entry) }
-                peers.values[i].encryptEntry = entry
+                for cidr in peers.entries[i].peer.podCIDRs { try encryptMap.upsertPeer(cidr, entry) }
+                peers[i].encryptEntry = entry
             } catch {
                 lastError = "bpf: \(error)"
                 logger.error("BPF peer update failed (reconcile will retry)", metadata: ["peer": "\(name)", "error": "\(error)"])
@@ -450,12 +450,12 @@ public actor AgentController {
     }
 
     private func removePeer(_ name: String) async {
-        guard let peer = peers[name]?.peer else { return }
-        for cidr in peer.podCIDRs { try? encryptMap.deletePeer(cidr) }
-        peers[name]?.encryptEntry = nil
-        peers[name]?.keys = PeerKeys()
+        guard let slot = peers.slot(of: name) else { return }
+        for cidr in peers.entries[slot].peer.podCIDRs { try? encryptMap.deletePeer(cidr) }
+        peers[slot].encryptEntry = nil
+        peers[slot].keys = PeerKeys()
         _ = await program(peers: [name])
-        peers[name] = nil
+        peers.remove(name)
         logger.info("peer removed after its grace period", metadata: ["peer": "\(name)"])
     }
 
@@ -467,8 +467,8 @@ public actor AgentController {
         defer { gate.release() }
         if registryConnected {
             let t = now()
-            let expired = peers.compactMap { name, entry in
-                entry.departedAt.map { t - $0 >= settings.peerRemovalGrace } == true ? name : nil
+            let expired = peers.entries.compactMap { entry in
+                entry.departedAt.map { t - $0 >= settings.peerRemovalGrace } == true ? entry.peer.name : nil
             }
             for name in expired { await removePeer(name) }
         }
@@ -557,7 +557,7 @@ public actor AgentController {
         desiredCache.prepare(local: local, keys: keys)
         for name in names {
             let want = desired(for: name)
-            let have = peers[name]?.installed ?? PeerObjects()
+            let have = peers.slot(of: name).flatMap { peers.entries[$0].installed } ?? PeerObjects()
             let owner = Int32(wants.count)
             wants.append(want)
             // A rotation step only adds: no diff needed.
@@ -597,7 +597,7 @@ public actor AgentController {
     private func finish(_ plan: BatchPlan, _ outcome: KernelBatch.Outcome) -> Bool {
         for (request, error) in outcome.installFailures { noteFailure(request, error) }
         for (index, name) in plan.names.enumerated() where !outcome.failed.contains(Int32(index)) {
-            peers[name]?.installed = plan.wants[index]
+            if let slot = peers.slot(of: name) { peers[slot].installed = plan.wants[index] }
         }
         for (request, error) in outcome.removalFailures {
             logger.warning("XFRM removal failed (reconcile will retry)", metadata: ["request": "\(request)", "error": "\(error)"])
@@ -619,8 +619,8 @@ public actor AgentController {
 
     /// After `desiredCache.prepare` (once per batch).
     private func desired(for name: String) -> PeerObjects {
-        guard let slot = peers.index(forKey: name) else { return PeerObjects() }
-        return desiredCache.preparedState(for: peers.values[slot].peer, live: peers.values[slot].keys, local: local,
+        guard let slot = peers.slot(of: name) else { return PeerObjects() }
+        return desiredCache.preparedState(for: peers.entries[slot].peer, live: peers.entries[slot].keys, local: local,
                                           keys: keys, derive: derive)
     }
 
@@ -683,7 +683,7 @@ public actor AgentController {
             xfrmHealthy = report.errors == 0
             if report.errors == 0 {
                 for i in peers.indices {  // every peer's share of `want`, now in the kernel
-                    peers.values[i].installed = desiredCache.objects(of: peers.keys[i])
+                    peers[i].installed = desiredCache.objects(of: peers.entries[i].peer.name)
                 }
                 installedGlobal.policies = DesiredState.dropPolicies
             }
@@ -757,7 +757,7 @@ public actor AgentController {
             }
             let actual = try encryptMap.peers()
             var wanted: [IPPrefix: PeerEncryptEntry] = [:]
-            for entry in peers.values {
+            for entry in peers.entries {
                 guard let encryptEntry = entry.encryptEntry else { continue }
                 for cidr in entry.peer.podCIDRs { wanted[cidr] = encryptEntry }
             }
@@ -785,11 +785,11 @@ public actor AgentController {
         return AgentStatus(
             node: local.name, nodeID: local.nodeID, underlay: local.underlay.description,
             currentKey: currentKey?.rawValue, advertisedKey: advertisedKey?.rawValue, encryptKey: encryptKey?.rawValue,
-            phase: phase, keysInUse: Set(peers.values.flatMap { $0.keys.all }).union(currentKey.map { [$0] } ?? [])
+            phase: phase, keysInUse: Set(peers.entries.flatMap { $0.keys.all }).union(currentKey.map { [$0] } ?? [])
                 .map(\.rawValue).sorted(),
             secondsSinceRotation: lastRotationCompletedAt.map { Self.seconds(t - $0) },
             registryConnected: registryConnected,
-            peers: peers.values.sorted { $0.peer.name < $1.peer.name }.map { entry in
+            peers: peers.entries.sorted { $0.peer.name < $1.peer.name }.map { entry in
                 let peer = entry.peer, live = entry.keys
                 let egress: UInt8? = switch (encryptKey, entry.encryptEntry?.peerSPI) {
                 case (let l?, let p?): EncryptMark.egressSPI(local: l, peer: p).rawValue
@@ -815,7 +815,8 @@ public actor AgentController {
 
     /// The peers and key state for `trace`.
     public func traceInputs() -> (local: LocalNode, encryptKey: KeyID?, peers: [Peer], entries: [String: PeerEncryptEntry]) {
-        (local, encryptKey, peers.values.map(\.peer), peers.compactMapValues(\.encryptEntry))
+        (local, encryptKey, peers.entries.map(\.peer),
+         Dictionary(uniqueKeysWithValues: peers.entries.compactMap { e in e.encryptEntry.map { (e.peer.name, $0) } }))
     }
 
     /// Owned objects by kind and direction from the agent's own model — no kernel dump (for metrics).
@@ -823,7 +824,7 @@ public actor AgentController {
         var statesIn = 0, statesOut = 0
         var policies: [String: Int] = [:]
         var byDirection: [XFRMPolicyDirection: Int] = [:]
-        for entry in peers.values {
+        for entry in peers.entries {
             guard let model = entry.installed else { continue }
             model.forEachState { if $0.destination == local.underlay { statesIn += 1 } else { statesOut += 1 } }
             model.forEachPolicy { byDirection[$0.direction, default: 0] += 1 }

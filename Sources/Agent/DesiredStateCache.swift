@@ -160,9 +160,9 @@ struct DesiredStateCache {
 
     /// Brings every peer's entry up to date (peers gone are forgotten) and returns the index of all of them plus
     /// the global drop policies: what reconcile compares the kernel with.
-    mutating func index(peers: [String: PeerEntry], local: LocalNode, keys: [KeyID: IPsecKey],
+    mutating func index(peers: PeerTable, local: LocalNode, keys: [KeyID: IPsecKey],
                         derive: PairKeyDerivation) -> Index {
-        index(peers.values.lazy.map { ($0.peer, $0.keys) }, count: peers.count, isPeer: { peers[$0] != nil },
+        index(peers.entries.lazy.map { ($0.peer, $0.keys) }, count: peers.count, isPeer: { peers.slot(of: $0) != nil },
               local: local, keys: keys, derive: derive)
     }
 

@@ -120,11 +120,19 @@ public enum KeyDerivation {
         }
     }
 
-    private struct Prepared {
-        var key: IPsecKey
-        var identifier: [UInt8]
-        var encryption: PreparedHMAC
-        var authentication: PreparedHMAC?
+    /// Shared, not copied, per derivation: two prepared HMACs are ~450 bytes.
+    private final class Prepared: Sendable {
+        let key: IPsecKey
+        let identifier: [UInt8]
+        let encryption: PreparedHMAC
+        let authentication: PreparedHMAC?
+
+        init(key: IPsecKey, identifier: [UInt8], encryption: PreparedHMAC, authentication: PreparedHMAC?) {
+            self.key = key
+            self.identifier = identifier
+            self.encryption = encryption
+            self.authentication = authentication
+        }
     }
 
     /// Extract and the Expand key schedule of the last few keys' components (a rotation holds two keys).
