@@ -76,7 +76,7 @@ public actor AgentController {
     /// Every peer known from the registry (departed ones too, during their grace period), by name.
     private var peers = PeerTable()
     private var installedGlobal = DesiredState()
-    /// What `desired(for:)` and reconcile compute, memoized per peer (see `DesiredStateCache`).
+    /// What `desired(at:)` and reconcile compute, memoized per peer (see `DesiredStateCache`).
     private var desiredCache = DesiredStateCache()
     private var adoptedKeysByNode: [UInt16: PeerKeys] = [:]
     private var mismatchReported: Set<String> = []
@@ -429,7 +429,7 @@ public actor AgentController {
                 guard let fallback else { continue }
                 spi = fallback
             } else {
-                mismatchReported.remove(name)
+                if !mismatchReported.isEmpty { mismatchReported.remove(name) }  // no hashing per peer in the usual case
             }
             let entry = PeerEncryptEntry(nodeID: peers.entries[i].peer.nodeID, peerSPI: spi)
             guard peers.entries[i].encryptEntry != entry else { continue }
@@ -556,8 +556,9 @@ public actor AgentController {
         var removalOwners: [Int32] = []
         desiredCache.prepare(local: local, keys: keys)
         for name in names {
-            let want = desired(for: name)
-            let have = peers.slot(of: name).flatMap { peers.entries[$0].installed } ?? PeerObjects()
+            let slot = peers.slot(of: name)
+            let want = slot.map { desired(at: $0) } ?? PeerObjects()
+            let have = slot.flatMap { peers.entries[$0].installed } ?? PeerObjects()
             let owner = Int32(wants.count)
             wants.append(want)
             // A rotation step only adds: no diff needed.
@@ -618,10 +619,9 @@ public actor AgentController {
     }
 
     /// After `desiredCache.prepare` (once per batch).
-    private func desired(for name: String) -> PeerObjects {
-        guard let slot = peers.slot(of: name) else { return PeerObjects() }
-        return desiredCache.preparedState(for: peers.entries[slot].peer, live: peers.entries[slot].keys, local: local,
-                                          keys: keys, derive: derive)
+    private func desired(at slot: Int) -> PeerObjects {
+        desiredCache.preparedState(for: peers.entries[slot].peer, live: peers.entries[slot].keys, local: local,
+                                   keys: keys, derive: derive)
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
