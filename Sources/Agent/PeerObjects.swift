@@ -2,51 +2,67 @@ import IPsecPrimitives
 import Keys
 import XFRM
 
-/// One peer's XFRM objects, grouped by what they depend on: one group per live key and direction (the key's SA,
-/// or its kept identity, and for OUT the policies that use it) and one for the admission policies (IN and FWD).
+/// One peer's XFRM objects: one group per live key and direction (the key's SA, or its kept identity, and for OUT
+/// the policies that use it), and the admission policies (IN and FWD, present while any IN SA is).
 ///
 /// Groups are immutable and shared: the desired model and the installed model of a peer hold the same group
-/// instances for the objects they agree on. A rotation step adds or drops whole groups, so patching a model copies
-/// a few references instead of every object, and comparing the installed model with the desired one skips every
-/// group both hold (`XFRMDiff.init(installed:desired:)`). A handful of groups per peer: plain arrays, searched
-/// linearly, instead of hash tables (at 5,000 peers the agent keeps two models of every peer's objects;
-/// docs/benchmarks.md, "Memory").
+/// instances for the objects they agree on (and the same admission array). A rotation step adds or drops whole
+/// groups, so patching a model copies a few references instead of every object, and comparing the installed model
+/// with the desired one skips every group both hold (`XFRMDiff.init(installed:desired:)`). A handful of groups per
+/// peer: plain arrays, searched linearly, instead of hash tables (at 5,000 peers the agent keeps two models of every
+/// peer's objects; docs/benchmarks.md, "Memory").
 public struct PeerObjects: Sendable, Equatable {
-    /// The objects of one key in one direction (its SA, or the SA's identity when it is kept, and for OUT the
-    /// policies using it), or the admission policies.
+    /// The objects of one key in one direction.
     final class Group: Sendable {
         enum Tag: Equatable {
             case outbound(KeyID)
             case inbound(KeyID)
-            case admission
+        }
+
+        /// The group's SA: installed from key material held, or kept as the kernel has it (material gone).
+        enum SA: Sendable {
+            case none
+            case state(XFRMState)
+            case kept(XFRMStateID)
         }
 
         let tag: Tag
-        let state: XFRMState?
-        let keptState: XFRMStateID?
+        let sa: SA
         let policies: [XFRMPolicy]
 
-        init(tag: Tag, state: XFRMState?, keptState: XFRMStateID?, policies: [XFRMPolicy]) {
+        init(tag: Tag, sa: SA, policies: [XFRMPolicy]) {
             self.tag = tag
-            self.state = state
-            self.keptState = keptState
+            self.sa = sa
             self.policies = policies
         }
 
-        var stateCount: Int { state == nil ? 0 : 1 }
+        var state: XFRMState? {
+            if case .state(let state) = sa { state } else { nil }
+        }
+
+        var keptState: XFRMStateID? {
+            if case .kept(let id) = sa { id } else { nil }
+        }
+
+        var stateCount: Int {
+            if case .state = sa { 1 } else { 0 }
+        }
     }
 
     private(set) var groups: [Group]
+    /// IN and FWD policies: traffic from the peer's pods to ours arrives through the agent's SAs.
+    private(set) var admission: [XFRMPolicy]
 
     public init() {
         groups = []
+        admission = []
     }
 
     /// One peer's objects (what `DesiredStateCache` keeps).
     init(local: LocalNode, peer: Peer, live: PeerKeys, keys: [KeyID: IPsecKey], algorithm: DesiredState.AlgorithmSource) {
         self.init()
         guard peer.nodeID != 0, peer.underlay.family == local.underlay.family, !live.isEmpty else { return }
-        groups.reserveCapacity(live.outbound.count + live.inbound.count + 1)
+        groups.reserveCapacity(live.outbound.count + live.inbound.count)
         for key in live.outbound { addOutbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         for key in live.inbound { addInbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         if !live.inbound.isEmpty { addAdmission(local: local, peer: peer) }
@@ -64,11 +80,11 @@ public struct PeerObjects: Sendable, Equatable {
                 switch group.tag {
                 case .outbound(let key): !new.outbound.contains(key)
                 case .inbound(let key): !new.inbound.contains(key)
-                case .admission: new.inbound.isEmpty  // admission goes with the last IN SA
                 }
             }
+            if new.inbound.isEmpty { admission = [] }  // admission goes with the last IN SA
         }
-        groups.reserveCapacity(groups.count + addedOut.count + addedIn.count + 1)  // one copy of the shared array
+        groups.reserveCapacity(groups.count + addedOut.count + addedIn.count)  // one copy of the shared array
         for key in addedOut { addOutbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         for key in addedIn { addInbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         if old.inbound.isEmpty, !new.inbound.isEmpty { addAdmission(local: local, peer: peer) }
@@ -91,21 +107,33 @@ public struct PeerObjects: Sendable, Equatable {
     private mutating func addAdmission(local: LocalNode, peer: Peer) {
         var builder = GroupBuilder()
         DesiredState.addAdmission(into: &builder, local: local, peer: peer)
-        groups.append(builder.group(.admission))
+        admission = builder.policies
     }
 
-    public var isEmpty: Bool { groups.allSatisfy { $0.state == nil && $0.keptState == nil && $0.policies.isEmpty } }
+    /// True when both hold the same admission array (one buffer, or both empty): equal without comparing.
+    func sharesAdmission(with other: PeerObjects) -> Bool {
+        admission.withUnsafeBufferPointer { a in other.admission.withUnsafeBufferPointer { b in
+            a.baseAddress == b.baseAddress && a.count == b.count
+        } }
+    }
 
-    /// Every SA, kept identity and policy, in group order (copies: for tests and status, not for hot paths).
+    public var isEmpty: Bool {
+        admission.isEmpty && groups.allSatisfy { if case .none = $0.sa { $0.policies.isEmpty } else { false } }
+    }
+
+    /// Every SA, kept identity and policy, in model order: groups, then admission (copies: for tests and status,
+    /// not for hot paths).
     public var states: [XFRMState] { groups.compactMap(\.state) }
     public var keptStates: [XFRMStateID] { groups.compactMap(\.keptState) }
-    public var policies: [XFRMPolicy] { groups.flatMap(\.policies) }
+    public var policies: [XFRMPolicy] { groups.flatMap(\.policies) + admission }
 
     public var stateCount: Int { groups.reduce(0) { $0 + $1.stateCount } }
-    public var policyCount: Int { groups.reduce(0) { $0 + $1.policies.count } }
+    public var policyCount: Int { groups.reduce(admission.count) { $0 + $1.policies.count } }
 
     public func state(_ id: XFRMStateID) -> XFRMState? {
-        for group in groups where group.state?.hasID(id) == true { return group.state }
+        for group in groups {
+            if case .state(let state) = group.sa, state.hasID(id) { return state }
+        }
         return nil
     }
 
@@ -113,24 +141,27 @@ public struct PeerObjects: Sendable, Equatable {
         for group in groups {
             if let policy = group.policies.first(where: { $0.hasID(id) }) { return policy }
         }
-        return nil
+        return admission.first { $0.hasID(id) }
     }
 
     func keeps(_ id: XFRMStateID) -> Bool {
-        groups.contains { $0.keptState == id }
+        groups.contains { if case .kept(let kept) = $0.sa { kept == id } else { false } }
     }
 
     public func forEachState(_ body: (XFRMState) -> Void) {
-        for group in groups { if let state = group.state { body(state) } }
+        for group in groups { if case .state(let state) = group.sa { body(state) } }
     }
 
     public func forEachPolicy(_ body: (XFRMPolicy) -> Void) {
         for group in groups { group.policies.forEach(body) }
+        admission.forEach(body)
     }
 
     /// The same objects in the same order (shared groups compare by reference).
     public static func == (a: PeerObjects, b: PeerObjects) -> Bool {
-        if a.groups.count == b.groups.count, zip(a.groups, b.groups).allSatisfy({ $0 === $1 }) { return true }
+        if a.groups.count == b.groups.count, zip(a.groups, b.groups).allSatisfy({ $0 === $1 }), a.sharesAdmission(with: b) {
+            return true
+        }
         return a.states == b.states && a.keptStates == b.keptStates && a.policies == b.policies
     }
 }
@@ -158,7 +189,8 @@ private struct GroupBuilder: DesiredObjectSink {
     }
 
     func group(_ tag: PeerObjects.Group.Tag) -> PeerObjects.Group {
-        PeerObjects.Group(tag: tag, state: state, keptState: keptState, policies: policies)
+        let sa: PeerObjects.Group.SA = if let state { .state(state) } else if let keptState { .kept(keptState) } else { .none }
+        return PeerObjects.Group(tag: tag, sa: sa, policies: policies)
     }
 }
 

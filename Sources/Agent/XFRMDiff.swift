@@ -92,74 +92,62 @@ extension XFRMDiff {
         func shared(_ group: PeerObjects.Group, _ others: [PeerObjects.Group]) -> Bool {
             others.contains { $0 === group }
         }
-        // An object's identity is unique within a peer's model (one group per key and direction), so an object of a
-        // group both share has no counterpart in another group, and when one side's groups are all shared, the
-        // other side's remaining objects have no counterpart at all (a rotation step: added or dropped keys).
-        // Objects are visited in model order, as the general diff visits them.
-        let haveAllShared = haveGroups.allSatisfy { shared($0, wantGroups) }
-        let wantAllShared = wantGroups.allSatisfy { shared($0, haveGroups) }
-        if !haveAllShared {
-            for group in haveGroups where !shared(group, wantGroups) {
-                if let state = group.state {
-                    let id = state.id
-                    if !wantAllShared, let desired = Self.state(id, in: wantGroups) {
-                        if !XFRMDiff.sameState(desired, state) { replaceStates.append(desired) }
-                    } else if !want.keeps(id) {
-                        deleteStates.append(id)
-                    }
-                }
-            }
-            for group in haveGroups where !shared(group, wantGroups) {
-                for policy in group.policies {
-                    let id = policy.id
-                    if !wantAllShared, let desired = Self.policy(id, in: wantGroups) {
-                        if !XFRMDiff.samePolicy(desired, policy) { updatePolicies.append(desired) }
-                    } else {
-                        deletePolicies.append(id)
-                    }
-                }
+        // An object's identity is unique within a peer's model (one group per key and direction, admission apart),
+        // so an object of a group both share has no counterpart in another group. Objects are visited in model
+        // order (groups, then admission), as the general diff visits them.
+        let sameAdmission = have.sharesAdmission(with: want)
+        for group in haveGroups where !shared(group, wantGroups) {
+            guard let state = group.state else { continue }
+            let id = state.id
+            if let desired = Self.state(id, in: wantGroups) {
+                if !XFRMDiff.sameState(desired, state) { replaceStates.append(desired) }
+            } else if !want.keeps(id) {
+                deleteStates.append(id)
             }
         }
-        if !wantAllShared {
-            for group in wantGroups where !shared(group, haveGroups) {
-                if let state = group.state, haveAllShared || Self.state(state.id, in: haveGroups) == nil {
-                    addStates.append(state)
-                }
+        func compare(_ policy: XFRMPolicy) {
+            let id = policy.id
+            if let desired = want.policy(id) {
+                if !XFRMDiff.samePolicy(desired, policy) { updatePolicies.append(desired) }
+            } else {
+                deletePolicies.append(id)
             }
-            for group in wantGroups where !shared(group, haveGroups) {
-                for policy in group.policies where haveAllShared || Self.policy(policy.id, in: haveGroups) == nil {
-                    addPolicies.append(policy)
-                }
-            }
+        }
+        for group in haveGroups where !shared(group, wantGroups) { group.policies.forEach(compare) }
+        if !sameAdmission { have.admission.forEach(compare) }
+        for group in wantGroups where !shared(group, haveGroups) {
+            if let state = group.state, Self.state(state.id, in: haveGroups) == nil { addStates.append(state) }
+        }
+        for group in wantGroups where !shared(group, haveGroups) {
+            for policy in group.policies where have.policy(policy.id) == nil { addPolicies.append(policy) }
+        }
+        if !sameAdmission {
+            for policy in want.admission where have.policy(policy.id) == nil { addPolicies.append(policy) }
         }
     }
 
-    /// When every installed group is still desired (a rotation step adding keys, or nothing changed), the diff is
-    /// additions only: the objects of the desired groups not installed. Passes those, in the order the diff lists
-    /// them, without building the diff's arrays and returns true; returns false, passing nothing, otherwise.
+    /// When every installed group is still desired, with the same admission policies or none installed yet (a
+    /// rotation step adding keys, a new peer, or nothing changed), the diff is additions only: the objects of the
+    /// desired groups not installed, and the admission policies if they are new. Passes those, in the order the diff
+    /// lists them, without building the diff's arrays and returns true; returns false, passing nothing, otherwise.
     static func forEachAddition(installed have: PeerObjects, desired want: PeerObjects,
                                 state: (XFRMState) -> Void, policy: (XFRMPolicy) -> Void) -> Bool {
         let haveGroups = have.groups, wantGroups = want.groups
-        guard haveGroups.allSatisfy({ group in wantGroups.contains { $0 === group } }) else { return false }
-        guard wantGroups.count > haveGroups.count else { return true }
+        let sameAdmission = have.sharesAdmission(with: want)
+        guard sameAdmission || have.admission.isEmpty,
+              haveGroups.allSatisfy({ group in wantGroups.contains { $0 === group } }) else { return false }
         for group in wantGroups where !haveGroups.contains(where: { $0 === group }) {
             if let added = group.state { state(added) }
         }
         for group in wantGroups where !haveGroups.contains(where: { $0 === group }) {
             group.policies.forEach(policy)
         }
+        if !sameAdmission { want.admission.forEach(policy) }
         return true
     }
 
     private static func state(_ id: XFRMStateID, in groups: [PeerObjects.Group]) -> XFRMState? {
         for group in groups where group.state?.hasID(id) == true { return group.state }
-        return nil
-    }
-
-    private static func policy(_ id: XFRMPolicyID, in groups: [PeerObjects.Group]) -> XFRMPolicy? {
-        for group in groups {
-            if let policy = group.policies.first(where: { $0.hasID(id) }) { return policy }
-        }
         return nil
     }
 }
