@@ -40,7 +40,7 @@ struct DesiredStateCache {
     /// Each peer's entry, as last computed (after `index`: exactly the peers passed in). One table, so a peer
     /// costs one hashed look-up per pass.
     private var entries: [String: Entry] = [:]
-    /// Each peer's objects (a copy of the table's references: for reconcile's installed model and tests).
+    /// Each peer's objects, by name (a new dictionary sharing the table's models: for tests).
     var peerStates: [String: PeerObjects] { entries.mapValues(\.objects) }
     /// Possible owners by node ID and by pod CIDR. Usually one name; two while a departed peer's node ID or pod
     /// CIDR is already another peer's.
