@@ -39,10 +39,16 @@ public struct DesiredState: Sendable, Equatable {
         }
     }
 
-    /// One peer's objects, into a `DesiredState` or straight into a `PeerObjects`.
+    /// Whether a peer gets any objects: a node ID, an underlay address of our family, and a live key.
+    static func hasObjects(local: LocalNode, peer: Peer, live: PeerKeys) -> Bool {
+        peer.nodeID != 0 && peer.underlay.family == local.underlay.family && !live.isEmpty
+    }
+
+    /// One peer's objects into a `DesiredState`: OUT objects per outbound key, IN SAs per inbound key, then the
+    /// admission policies. `PeerObjects` builds the same objects, grouped, in the same order.
     static func build(into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer, live: PeerKeys,
                       keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
-        guard peer.nodeID != 0, peer.underlay.family == local.underlay.family, !live.isEmpty else { return }
+        guard hasObjects(local: local, peer: peer, live: live) else { return }
         for key in live.outbound { addOutbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         for key in live.inbound { addInbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         if !live.inbound.isEmpty { addAdmission(into: &sink, local: local, peer: peer) }

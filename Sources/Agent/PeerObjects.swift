@@ -61,7 +61,7 @@ public struct PeerObjects: Sendable, Equatable {
     /// One peer's objects (what `DesiredStateCache` keeps).
     init(local: LocalNode, peer: Peer, live: PeerKeys, keys: [KeyID: IPsecKey], algorithm: DesiredState.AlgorithmSource) {
         self.init()
-        guard peer.nodeID != 0, peer.underlay.family == local.underlay.family, !live.isEmpty else { return }
+        guard DesiredState.hasObjects(local: local, peer: peer, live: live) else { return }
         groups.reserveCapacity(live.outbound.count + live.inbound.count)
         for key in live.outbound { addOutbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
         for key in live.inbound { addInbound(key, local: local, peer: peer, keys: keys, algorithm: algorithm) }

@@ -99,7 +99,7 @@ extension XFRMDiff {
         for group in haveGroups where !shared(group, wantGroups) {
             guard let state = group.state else { continue }
             let id = state.id
-            if let desired = Self.state(id, in: wantGroups) {
+            if let desired = want.state(id) {
                 if !XFRMDiff.sameState(desired, state) { replaceStates.append(desired) }
             } else if !want.keeps(id) {
                 deleteStates.append(id)
@@ -116,7 +116,7 @@ extension XFRMDiff {
         for group in haveGroups where !shared(group, wantGroups) { group.policies.forEach(compare) }
         if !sameAdmission { have.admission.forEach(compare) }
         for group in wantGroups where !shared(group, haveGroups) {
-            if let state = group.state, Self.state(state.id, in: haveGroups) == nil { addStates.append(state) }
+            if let state = group.state, have.state(state.id) == nil { addStates.append(state) }
         }
         for group in wantGroups where !shared(group, haveGroups) {
             for policy in group.policies where have.policy(policy.id) == nil { addPolicies.append(policy) }
@@ -144,11 +144,6 @@ extension XFRMDiff {
         }
         if !sameAdmission { want.admission.forEach(policy) }
         return true
-    }
-
-    private static func state(_ id: XFRMStateID, in groups: [PeerObjects.Group]) -> XFRMState? {
-        for group in groups where group.state?.hasID(id) == true { return group.state }
-        return nil
     }
 }
 
