@@ -222,7 +222,7 @@ public actor AgentController {
                 peers[i].keys.outbound.insert(key)
             }
             let globalOK = await programGlobal()
-            let peersOK = await program(peers: peers.entries.map(\.peer.name))
+            let peersOK = await program(slots: Array(peers.indices))
             let programmed = globalOK && peersOK
             xfrmHealthy = programmed
             guard programmed else {
@@ -287,7 +287,7 @@ public actor AgentController {
         guard let current = currentKey, advertisedKey == current, encryptKey == current else { return }
         // The steady state (every peer on the current key only) has nothing to reclaim: no per-peer work.
         guard hasOldKeys || keys.count > 1 || phase != .idle else { return }
-        var changed: [String] = []
+        var changed: [Int] = []
         var fallbacks = 0
         // One clock reading for the pass (a clock read per peer is a system call on some hosts), and none of the
         // per-SA fallback checks before the fallback timeout.
@@ -295,16 +295,18 @@ public actor AgentController {
         let fallbackOpen = advertisedAt.map { t - $0 >= settings.fallbackTimeout } ?? false
         for i in peers.indices {
             let live = peers.entries[i].keys
-            let peer = peers.entries[i].peer
+            // The peer's fields are read in place: copying the `Peer` retained its strings and arrays, per peer.
             // A peer holding other key material under our key ID will not switch to us: keep everything.
-            if peer.spi == current, fingerprintMismatch(peer) { continue }
+            if peers.entries[i].peer.spi == current, fingerprintMismatch(peers.entries[i].peer) { continue }
+            let (spi, encryptSpi) = (peers.entries[i].peer.spi, peers.entries[i].peer.encryptSpi)
+            let (xfrmRevision, nodeID) = (peers.entries[i].peer.xfrmRevision, peers.entries[i].peer.nodeID)
             var next = live
             for old in live.inbound where old != current {
                 // The peer sends older(its encryptSpi, its view of our spi). It has seen our advertisement once its
                 // xfrmRevision reached the revision of that advertisement.
-                let acked = peer.encryptSpi.map { old.isOlder(than: $0) } == true && old.isOlder(than: current)
-                    && peer.xfrmRevision >= advertiseRevision
-                if acked || fallbackOpen && fallbackAllowed(DatapathLayout.spi(key: old, sender: peer.nodeID), local.underlay, at: t) {
+                let acked = encryptSpi.map { old.isOlder(than: $0) } == true && old.isOlder(than: current)
+                    && xfrmRevision >= advertiseRevision
+                if acked || fallbackOpen && fallbackAllowed(DatapathLayout.spi(key: old, sender: nodeID), local.underlay, at: t) {
                     if !acked { fallbacks += 1 }
                     next.inbound.remove(old)
                 }
@@ -312,20 +314,20 @@ public actor AgentController {
             // We send older(our key, peer's spi): once both are newer, nothing of ours uses `old` towards it. No
             // fallback here: while the peer advertises `old` it can receive nothing else, so the SA stays.
             for old in live.outbound where old != current {
-                if peer.spi.map({ old.isOlder(than: $0) }) == true && old.isOlder(than: current) {
+                if spi.map({ old.isOlder(than: $0) }) == true && old.isOlder(than: current) {
                     next.outbound.remove(old)
                 }
             }
             if next != live {
                 peers[i].keys = next
-                changed.append(peer.name)
+                changed.append(i)
             }
         }
         if fallbacks > 0 {
             metrics.fallbackReclaims(fallbacks)
             logger.warning("reclaimed \(fallbacks) SA(s) by fallback: peers never acknowledged but counters stayed still")
         }
-        if !changed.isEmpty { _ = await program(peers: changed) }
+        if !changed.isEmpty { _ = await program(slots: changed) }
         for key in Set(keys.keys) where key != current && !peers.entries.contains(where: { $0.keys.all.contains(key) }) {
             keys[key] = nil
         }
@@ -355,7 +357,7 @@ public actor AgentController {
         await gate.acquire()
         defer { gate.release() }
         registryConnected = connected
-        var touched: [String] = []
+        var touched: [Int] = []  // slots (an insertion appends: earlier slots stay valid)
         var seen = Set<String>()
         for record in records where record.name != local.name {
             guard record.nodeID != 0,
@@ -384,10 +386,11 @@ public actor AgentController {
                 if let slot {
                     peers[slot].peer = peer
                     peers[slot].keys = live
+                    touched.append(slot)
                 } else {
                     peers.insert(PeerEntry(peer: peer, keys: live))
+                    touched.append(peers.count - 1)
                 }
-                touched.append(record.name)
             } else if let slot {
                 peers[slot].peer = peer
             }
@@ -399,7 +402,7 @@ public actor AgentController {
                 logger.info("peer left the registry; keeping its SAs for the grace period", metadata: ["peer": "\(peers.entries[i].peer.name)"])
             }
         }
-        if !touched.isEmpty { _ = await program(peers: touched) }
+        if !touched.isEmpty { _ = await program(slots: touched) }
         updateEncryptEntries()
         await advance()
         await acknowledgeIfDue()
@@ -454,7 +457,7 @@ public actor AgentController {
         for cidr in peers.entries[slot].peer.podCIDRs { try? encryptMap.deletePeer(cidr) }
         peers[slot].encryptEntry = nil
         peers[slot].keys = PeerKeys()
-        _ = await program(peers: [name])
+        _ = await program(slots: [slot])
         peers.remove(name)
         logger.info("peer removed after its grace period", metadata: ["peer": "\(name)"])
     }
@@ -502,8 +505,10 @@ public actor AgentController {
         return ok
     }
 
-    /// Brings the named peers' objects from what was last installed to what is desired now. Installs precede
-    /// removals; a peer's model is only advanced when every request for it succeeded.
+    /// Brings the peers in these table slots from what was last installed to what is desired now. Installs precede
+    /// removals; a peer's model is only advanced when every request for it succeeded. The slots hold for the whole
+    /// call: every caller holds the gate, and nothing inserts or removes a peer while it runs (so no peer is looked
+    /// up by name, twice per peer, in a rotation).
     ///
     /// Pipelined: while the kernel applies one batch (off the actor, on the kernel adapter's own thread), the
     /// actor builds the next, so the agent's per-peer work (derivation, diff, requests) runs beside the kernel's
@@ -512,18 +517,18 @@ public actor AgentController {
     /// hand-offs (to the actor and back). At most two batches are in flight. Batches touch disjoint peers; each
     /// batch's own order (SAs, policies, then removals for peers whose installs all succeeded) is kept.
     @discardableResult
-    private func program(peers names: [String]) async -> Bool {
+    private func program(slots: [Int]) async -> Bool {
         var size = max(1, settings.firstBatchPeers)
         var allOK = true
         var start = 0
         var inFlight: (plan: BatchPlan, pending: KernelBatch.Pending)?
         repeat {
             var sent: (plan: BatchPlan, pending: KernelBatch.Pending)?
-            if start < names.count {
+            if start < slots.count {
                 // A remainder smaller than this batch joins it (no tiny last batch).
-                var end = min(start + size, names.count)
-                if names.count - end < size { end = names.count }
-                var next = plan(batch: names[start..<end])  // while the kernel works on the previous batch
+                var end = min(start + size, slots.count)
+                if slots.count - end < size { end = slots.count }
+                var next = plan(batch: slots[start..<end])  // while the kernel works on the previous batch
                 start = end
                 size = min(2 * size, max(size, settings.batchPeersLimit))
                 let batch = next.batch
@@ -538,16 +543,16 @@ public actor AgentController {
 
     /// One batch as built on the actor: the peers' new models and the kernel work that installs them.
     private struct BatchPlan {
-        var names: ArraySlice<String>
+        var slots: ArraySlice<Int>
         var wants: [PeerObjects]
         var batch: KernelBatch
     }
 
-    private func plan(batch names: ArraySlice<String>) -> BatchPlan {
+    private func plan(batch slots: ArraySlice<Int>) -> BatchPlan {
         // One batch: every peer's new SAs first, then every policy — SAs exist before any policy points at them,
         // and the kernel gets the same shape of batch as the XFRM client's floor in the benchmark.
         var wants: [PeerObjects] = []
-        wants.reserveCapacity(names.count)
+        wants.reserveCapacity(slots.count)
         var requests: [XFRMRequest] = []
         var owners: [Int32] = []
         var policyRequests: [XFRMRequest] = []
@@ -555,10 +560,9 @@ public actor AgentController {
         var removals: [XFRMRequest] = []
         var removalOwners: [Int32] = []
         desiredCache.prepare(local: local, keys: keys)
-        for name in names {
-            let slot = peers.slot(of: name)
-            let want = slot.map { desired(at: $0) } ?? PeerObjects()
-            let have = slot.flatMap { peers.entries[$0].installed } ?? PeerObjects()
+        for slot in slots {
+            let want = desired(at: slot)
+            let have = peers.entries[slot].installed ?? PeerObjects()
             let owner = Int32(wants.count)
             wants.append(want)
             // A rotation step only adds: no diff needed.
@@ -589,7 +593,7 @@ public actor AgentController {
         }
         requests += policyRequests
         owners += policyOwners
-        return BatchPlan(names: names, wants: wants, batch: KernelBatch(
+        return BatchPlan(slots: slots, wants: wants, batch: KernelBatch(
             installs: requests, installOwners: owners, removals: removals, removalOwners: removalOwners))
     }
 
@@ -597,8 +601,8 @@ public actor AgentController {
     /// succeeded, logs failures. True when nothing failed.
     private func finish(_ plan: BatchPlan, _ outcome: KernelBatch.Outcome) -> Bool {
         for (request, error) in outcome.installFailures { noteFailure(request, error) }
-        for (index, name) in plan.names.enumerated() where !outcome.failed.contains(Int32(index)) {
-            if let slot = peers.slot(of: name) { peers[slot].installed = plan.wants[index] }
+        for (index, slot) in plan.slots.enumerated() where !outcome.failed.contains(Int32(index)) {
+            peers[slot].installed = plan.wants[index]
         }
         for (request, error) in outcome.removalFailures {
             logger.warning("XFRM removal failed (reconcile will retry)", metadata: ["request": "\(request)", "error": "\(error)"])
