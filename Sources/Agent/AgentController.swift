@@ -76,7 +76,7 @@ public actor AgentController {
     /// Every peer known from the registry (departed ones too, during their grace period), by name.
     private var peers = PeerTable()
     private var installedGlobal = DesiredState()
-    /// What `desired(at:)` and reconcile compute, memoized per peer (see `DesiredStateCache`).
+    /// What `plan(batch:)` and reconcile compute, memoized per peer (see `DesiredStateCache`).
     private var desiredCache = DesiredStateCache()
     private var adoptedKeysByNode: [UInt16: PeerKeys] = [:]
     private var mismatchReported: Set<String> = []
@@ -553,16 +553,25 @@ public actor AgentController {
         // and the kernel gets the same shape of batch as the XFRM client's floor in the benchmark.
         var wants: [PeerObjects] = []
         wants.reserveCapacity(slots.count)
-        var requests: [XFRMRequest] = []
-        var owners: [Int32] = []
-        var policyRequests: [XFRMRequest] = []
-        var policyOwners: [Int32] = []
+        // Room for a rotation step's two SAs and one policy per peer (arrays grown from empty reallocate and copy
+        // every request each time they double).
+        var requests: [XFRMRequest] = [], owners: [Int32] = []
+        requests.reserveCapacity(3 * slots.count)
+        owners.reserveCapacity(3 * slots.count)
+        var policyRequests: [XFRMRequest] = [], policyOwners: [Int32] = []
+        policyRequests.reserveCapacity(slots.count)
+        policyOwners.reserveCapacity(slots.count)
         var removals: [XFRMRequest] = []
         var removalOwners: [Int32] = []
         desiredCache.prepare(local: local, keys: keys)
+        // Peers are read from a local reference to the table: an entry's fields read through the actor's stored
+        // property were copied (retaining the peer's strings and arrays) to be passed on. Dropped before `finish`
+        // writes to the table, so that write copies nothing.
+        let table = peers
         for slot in slots {
-            let want = desired(at: slot)
-            let have = peers.entries[slot].installed ?? PeerObjects()
+            let want = desiredCache.preparedState(for: table.entries[slot].peer, live: table.entries[slot].keys,
+                                                  local: local, keys: keys, derive: derive)
+            let have = table.entries[slot].installed ?? PeerObjects()
             let owner = Int32(wants.count)
             wants.append(want)
             // A rotation step only adds: no diff needed.
@@ -620,12 +629,6 @@ public actor AgentController {
         lastError = "xfrm: \(error)"
         metrics.xfrmError()
         logger.error("XFRM request failed", metadata: ["request": "\(request)", "error": "\(error)"])
-    }
-
-    /// After `desiredCache.prepare` (once per batch).
-    private func desired(at slot: Int) -> PeerObjects {
-        desiredCache.preparedState(for: peers.entries[slot].peer, live: peers.entries[slot].keys, local: local,
-                                   keys: keys, derive: derive)
     }
 
     private func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {

@@ -24,11 +24,6 @@ struct DesiredStateCache {
         var live: PeerKeys
         /// `materialEpoch` when computed: material changed after it makes the entry stale.
         var stamp: UInt64
-
-        func sameShape(as other: PeerInputs) -> Bool {
-            nodeID == other.nodeID && underlay == other.underlay && bootID == other.bootID
-                && podCIDRs == other.podCIDRs && live == other.live
-        }
     }
 
     /// A peer's objects and what they were computed from.
@@ -79,8 +74,13 @@ struct DesiredStateCache {
     }
 
     private func isCurrent(_ entry: PeerInputs) -> Bool {
-        !entry.live.inbound.contains { materialChangedAt[Int($0.rawValue)] > entry.stamp }
-            && !entry.live.outbound.contains { materialChangedAt[Int($0.rawValue)] > entry.stamp }
+        Self.isCurrent(entry, changedAt: materialChangedAt)
+    }
+
+    /// Whether no live key's material changed after the entry was computed.
+    private static func isCurrent(_ entry: PeerInputs, changedAt: [UInt64]) -> Bool {
+        !entry.live.inbound.contains { changedAt[Int($0.rawValue)] > entry.stamp }
+            && !entry.live.outbound.contains { changedAt[Int($0.rawValue)] > entry.stamp }
     }
 
     /// One peer's objects (drop policies excluded).
@@ -94,42 +94,37 @@ struct DesiredStateCache {
     mutating func preparedState(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
                                 derive: PairKeyDerivation) -> PeerObjects {
         assert(local == self.local && keys == materials, "prepare(local:keys:) first")
+        let slot = entries.index(forKey: peer.name)
+        if let slot {
+            let changedAt = materialChangedAt, epoch = materialEpoch
+            if let (objects, patched) = Self.refresh(&entries.values[slot], peer: peer, live: live, local: local,
+                                                     keys: keys, changedAt: changedAt, epoch: epoch, derive: derive) {
+                if patched { misses += 1 }
+                return objects
+            }
+        }
         let now = PeerInputs(nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
                              bootID: peer.bootID, live: live, stamp: materialEpoch)
-        let slot = entries.index(forKey: peer.name)
+        // Rebuilt: a new peer, or its identity, pod CIDRs or key material changed.
         let previous = slot.map { entries.values[$0] }
-        if let previous, previous.inputs.sameShape(as: now), isCurrent(previous.inputs) {
-            return previous.objects
-        }
         misses += 1
         let sameIdentity = previous.map {
             $0.inputs.nodeID == peer.nodeID && $0.inputs.underlay == peer.underlay && $0.inputs.bootID == peer.bootID
         } ?? false
-        var objects: PeerObjects
-        if sameIdentity, let previous, previous.inputs.podCIDRs == peer.podCIDRs, isCurrent(previous.inputs),
-           peer.nodeID != 0, peer.underlay.family == local.underlay.family {
-            // Only the live keys changed (a rotation step): patch the groups of the keys that came or went.
-            objects = previous.objects
-            objects.patch(from: previous.inputs.live, to: live, local: local, peer: peer, keys: keys) {
-                key, _, source, destination, sourceBoot, destinationBoot in
-                derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
+        // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
+        // key's material has not changed since they were derived. A handful per peer: searched linearly.
+        var reusable: [(spi: UInt32, algorithm: XFRMAlgorithm)] = []
+        if sameIdentity, let previous {
+            for state in previous.objects.states {
+                guard let key = DatapathLayout.decode(spi: state.spi)?.key,
+                      materialChangedAt[Int(key.rawValue)] <= previous.inputs.stamp else { continue }
+                reusable.append((state.spi, state.algorithm))
             }
-        } else {
-            // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
-            // key's material has not changed since they were derived. A handful per peer: searched linearly.
-            var reusable: [(spi: UInt32, algorithm: XFRMAlgorithm)] = []
-            if sameIdentity, let previous {
-                for state in previous.objects.states {
-                    guard let key = DatapathLayout.decode(spi: state.spi)?.key,
-                          materialChangedAt[Int(key.rawValue)] <= previous.inputs.stamp else { continue }
-                    reusable.append((state.spi, state.algorithm))
-                }
-            }
-            objects = PeerObjects(local: local, peer: peer, live: live, keys: keys) {
-                key, spi, source, destination, sourceBoot, destinationBoot in
-                reusable.first { $0.spi == spi }?.algorithm
-                    ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
-            }
+        }
+        let objects = PeerObjects(local: local, peer: peer, live: live, keys: keys) {
+            key, spi, source, destination, sourceBoot, destinationBoot in
+            reusable.first { $0.spi == spi }?.algorithm
+                ?? derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
         }
         let entry = Entry(inputs: now, objects: objects)
         if let slot, let previous, previous.inputs.nodeID == peer.nodeID, previous.inputs.podCIDRs == peer.podCIDRs {
@@ -141,6 +136,27 @@ struct DesiredStateCache {
             for cidr in peer.podCIDRs { namesByCIDR[cidr, default: []].append(peer.name) }
         }
         return objects
+    }
+
+    /// The look-ups that keep a peer's entry, done on the entry in place (reading it out of the table copied it: its
+    /// strings, arrays and models retained and released, per peer): the entry is up to date, or only the peer's
+    /// live keys changed (a rotation step) and the groups of the keys that came or went are patched. Nil when the
+    /// entry must be rebuilt (identity, pod CIDRs or key material changed).
+    private static func refresh(_ entry: inout Entry, peer: Peer, live: PeerKeys, local: LocalNode,
+                                keys: [KeyID: IPsecKey], changedAt: [UInt64], epoch: UInt64,
+                                derive: PairKeyDerivation) -> (objects: PeerObjects, patched: Bool)? {
+        guard entry.inputs.nodeID == peer.nodeID, entry.inputs.underlay == peer.underlay,
+              entry.inputs.bootID == peer.bootID, entry.inputs.podCIDRs == peer.podCIDRs,
+              isCurrent(entry.inputs, changedAt: changedAt) else { return nil }
+        if entry.inputs.live == live { return (entry.objects, false) }
+        guard peer.nodeID != 0, peer.underlay.family == local.underlay.family else { return nil }
+        entry.objects.patch(from: entry.inputs.live, to: live, local: local, peer: peer, keys: keys) {
+            key, _, source, destination, sourceBoot, destinationBoot in
+            derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
+        }
+        entry.inputs.live = live
+        entry.inputs.stamp = epoch
+        return (entry.objects, true)
     }
 
     /// Drops a peer's entry (objects, counts and owner index).
