@@ -1,4 +1,4 @@
-import Crypto
+import CLibcrypto
 
 extension IPsecKey {
     /// Domain-separation label of the fingerprint (version 1).
@@ -12,11 +12,17 @@ extension IPsecKey {
     /// fingerprints to detect two nodes holding different keys under one key ID; the bytes cannot be
     /// recovered from it.
     public var fingerprint: String {
-        var hasher = SHA256()
-        hasher.update(data: Self.fingerprintLabel + [0x00, id.rawValue])
-        hasher.update(data: ByteEncoding.lengthPrefixed(Array(algorithm.identifier.utf8)))
-        hasher.update(data: ByteEncoding.lengthPrefixed(encryptionKey.revealed))
-        hasher.update(data: ByteEncoding.lengthPrefixed(authenticationKey?.revealed ?? []))
-        return ByteEncoding.hex(hasher.finalize().prefix(16))
+        // libcrypto's SHA-256 on a plain context (as `KeyDerivation`): swift-crypto's `SHA256` set up an OpenSSL
+        // digest context, a large part of loading a key in the VM.
+        var context = SHA256_CTX()
+        SHA256_Init(&context)
+        func update(_ bytes: [UInt8]) { _ = SHA256_Update(&context, bytes, bytes.count) }
+        update(Self.fingerprintLabel + [0x00, id.rawValue])
+        update(ByteEncoding.lengthPrefixed(Array(algorithm.identifier.utf8)))
+        update(ByteEncoding.lengthPrefixed(encryptionKey.revealed))
+        update(ByteEncoding.lengthPrefixed(authenticationKey?.revealed ?? []))
+        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+        SHA256_Final(&digest, &context)
+        return ByteEncoding.hex(digest.prefix(16))
     }
 }

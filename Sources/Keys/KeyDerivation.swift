@@ -1,5 +1,4 @@
 import CLibcrypto
-import Crypto
 import IPsecPrimitives
 import Synchronization
 
@@ -140,11 +139,13 @@ public enum KeyDerivation {
 
     private static func expanders(for key: IPsecKey) -> Prepared {
         if let hit = prepared.withLock({ $0.first { $0.key == key } }) { return hit }
+        // Extract is HMAC(salt, IKM), on the same libcrypto HMAC as Expand: swift-crypto's HKDF set up OpenSSL's
+        // digest contexts for it, ~0.7 ms of a rotation's first pair key in the VM (docs/benchmarks.md).
+        let keyedWithSalt = salt.withUnsafeBytes { PreparedHMAC(key: $0) }
         func extract(_ component: SecretBytes) -> PreparedHMAC {
-            let prk = component.withUnsafeBytes { ikm in
-                HKDF<SHA256>.extract(inputKeyMaterial: SymmetricKey(data: ikm), salt: salt)
-            }
-            return prk.withUnsafeBytes { PreparedHMAC(key: $0) }
+            var prk = component.withUnsafeBytes { keyedWithSalt.authenticationCode($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+            defer { prk = PreparedHMAC.Code() }
+            return withUnsafeBytes(of: prk) { PreparedHMAC(key: $0) }
         }
         let entry = Prepared(key: key, identifier: Array(key.algorithm.identifier.utf8), encryption: extract(key.encryptionKey),
                              authentication: key.authenticationKey.map(extract))
