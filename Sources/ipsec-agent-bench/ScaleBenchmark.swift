@@ -33,8 +33,16 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Option(help: "Reconcile passes with nothing to repair per size; the median is reported.")
     var reconcilePasses = 5
 
-    @Option(help: "Rotations (each followed by its reclaim) per size; medians are reported.")
+    @Option(help: "Rotations (each followed by its reclaim) per size, at least; medians are reported. Small sizes run more (rotationCount(peers:)).")
     var rotations = 5
+
+    /// Rotations at `n` peers: at least `rotations`, and enough for ~20,000 peer-rotations, up to 21. A rotation
+    /// at 100 peers takes ~35 ms in the VM, where a stall of the machine of 5–30 ms (it is itself a VM sharing its
+    /// host) lands in one rotation of a few: five such rotations gave medians from 1.2 to 2.1× the floor with the
+    /// same binary. The median of 21 is steadier; at 5,000 peers a rotation takes seconds and five suffice.
+    func rotationCount(peers n: Int) -> Int {
+        max(max(1, rotations), min(21, 20_000 / max(1, n)))
+    }
 
     @Flag(help: .hidden)
     var interleaveFloor = false
@@ -86,7 +94,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
                          r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
                          r.rotation / Double(n) * 1e6, r.peakRSS))
         }
-        print(String(format: "rotation, its phases, kernel busy, reclaim and floor: medians of %d rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the %d per-rotation ratios", max(1, rotations), max(1, rotations)))
+        let counts = peers.map { "\(rotationCount(peers: $0))" }.joined(separator: " / ")
+        print("rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios")
         print("reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)")
         print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
                      + "process before the agent starts: runtime and libraries)%@", baselineRSS,
@@ -108,7 +117,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)",
-                         "--rotations", "\(rotations)"]
+                         "--rotations", "\(rotationCount(peers: n))"]
         if noPolicyHashing { arguments.append("--no-policy-hashing") }
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
         if memoryMap { arguments.append("--memory-map") }
@@ -274,9 +283,10 @@ struct ScaleBenchmark: AsyncParsableCommand {
             let cpuStart = Self.processCPUSeconds()
             let window = Self.monotonicSeconds()
             await controller.keyFileChanged(.success(newKey))
-            Self.traceWindow(from: window)
             let end = clock.now
             let cpu = Self.processCPUSeconds() - cpuStart
+            Self.traceWindow(from: window)  // both traces written after the rotation's clocks stopped
+            kernel.flushTrace()
             MemoryTuning.releaseFreeMemory()
             var rotation = Rotation(total: seconds(end - t), kernel: kernel.elapsed, cpu: cpu)
             let publishes = publisher.drain()
@@ -415,8 +425,16 @@ final class TimingKernel: XFRMKernel {
     private let state = Mutex<(elapsed: Double, dumps: Int, outstanding: Int, busySince: ContinuousClock.Instant)>(
         (0, 0, 0, .now))
     init(_ inner: any XFRMKernel) { self.inner = inner }
-    /// IPSA_BENCH_TRACE_BATCHES: `batch REQUESTS SUBMITTED COMPLETED` (CLOCK_MONOTONIC seconds) on stderr per batch.
+    /// IPSA_BENCH_TRACE_BATCHES: `batch REQUESTS SUBMITTED COMPLETED` (CLOCK_MONOTONIC seconds) on stderr per batch,
+    /// kept in memory until `flushTrace()` (after a rotation): written from the completion, the line delayed the
+    /// controller's resumption (a write to the VM rig's shared directory takes ~1 ms).
     static let traceBatches = ProcessInfo.processInfo.environment["IPSA_BENCH_TRACE_BATCHES"] != nil
+    private let trace = Mutex<[String]>([])
+
+    func flushTrace() {
+        let lines = trace.withLock { lines in defer { lines = [] }; return lines }
+        if !lines.isEmpty { FileHandle.standardError.write(Data(lines.map { $0 + "\n" }.joined().utf8)) }
+    }
 
     var elapsed: Double { state.withLock { $0.elapsed } }
     var dumps: Int { state.withLock { $0.dumps } }
@@ -433,7 +451,8 @@ final class TimingKernel: XFRMKernel {
         }
         inner.submit(requests) { [self] results in
             if TimingKernel.traceBatches {
-                FileHandle.standardError.write(Data("batch \(requests.count) \(submitted) \(ScaleBenchmark.monotonicSeconds())\n".utf8))
+                let line = "batch \(requests.count) \(submitted) \(ScaleBenchmark.monotonicSeconds())"
+                trace.withLock { $0.append(line) }
             }
             state.withLock { s in
                 s.outstanding -= 1
