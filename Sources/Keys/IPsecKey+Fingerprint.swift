@@ -12,8 +12,8 @@ extension IPsecKey {
     /// fingerprints to detect two nodes holding different keys under one key ID; the bytes cannot be
     /// recovered from it.
     public var fingerprint: String {
-        // libcrypto's SHA-256 on a plain context (as `KeyDerivation`): swift-crypto's `SHA256` set up an OpenSSL
-        // digest context, a large part of loading a key in the VM.
+        // libcrypto's SHA-256 on a plain context, as `KeyDerivation` (swift-crypto's `SHA256` sets up an OpenSSL
+        // digest context per hash).
         var context = SHA256_CTX()
         SHA256_Init(&context)
         func update(_ bytes: [UInt8]) { _ = SHA256_Update(&context, bytes, bytes.count) }

@@ -140,7 +140,7 @@ public enum KeyDerivation {
     private static func expanders(for key: IPsecKey) -> Prepared {
         if let hit = prepared.withLock({ $0.first { $0.key == key } }) { return hit }
         // Extract is HMAC(salt, IKM), on the same libcrypto HMAC as Expand: swift-crypto's HKDF set up OpenSSL's
-        // digest contexts for it, ~0.7 ms of a rotation's first pair key in the VM (docs/benchmarks.md).
+        // digest contexts for it: a rotation's first peer took 0.75 ms in the VM with it, 0.35 without (docs/benchmarks.md).
         let keyedWithSalt = salt.withUnsafeBytes { PreparedHMAC(key: $0) }
         func extract(_ component: SecretBytes) -> PreparedHMAC {
             var prk = component.withUnsafeBytes { keyedWithSalt.authenticationCode($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
