@@ -73,10 +73,6 @@ struct DesiredStateCache {
         materials = keys
     }
 
-    private func isCurrent(_ entry: PeerInputs) -> Bool {
-        Self.isCurrent(entry, changedAt: materialChangedAt)
-    }
-
     /// Whether no live key's material changed after the entry was computed.
     private static func isCurrent(_ entry: PeerInputs, changedAt: [UInt64]) -> Bool {
         !entry.live.inbound.contains { changedAt[Int($0.rawValue)] > entry.stamp }
