@@ -96,6 +96,11 @@ struct ScaleBenchmark: AsyncParsableCommand {
         }
         let counts = peers.map { "\(rotationCount(peers: $0))" }.joined(separator: " / ")
         print("rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios")
+        if let quiet = QuietMachine.drainSummary() {
+            print(String(format: "quiet: the floor's timed batch and each rotation started on a quiet machine (two 25 ms windows with "
+                         + "under 10%% of a CPU busy): %d waits, median %.0f ms, longest %.0f ms, %d gave up at 1 s",
+                         quiet.count, quiet.median * 1000, quiet.longest * 1000, quiet.gaveUp))
+        }
         print("reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)")
         print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
                      + "process before the agent starts: runtime and libraries)%@", baselineRSS,
@@ -139,6 +144,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
                 pending.removeSubrange(pending.startIndex...newline)
                 if line == "ready" {
                     try beforeRotation()
+                    QuietMachine.wait()  // the floor's namespace is torn down by kernel workers after its deletion
                     input.fileHandleForWriting.write(Data("go\n".utf8))
                 } else {
                     lines.append(line)
@@ -405,6 +411,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let newRequests = XFRMDiff(desired: both, actualStates: old.states.values, actualPolicies: old.policies.values).installRequests
         let floorRequests = hostPoliciesOnly ? newRequests.filter { if case .addState = $0 { false } else { true } } : newRequests
         _ = floorClient.perform(hostPoliciesOnly ? oldRequests.filter { if case .addState = $0 { false } else { true } } : oldRequests)
+        QuietMachine.wait()  // as before each rotation: the timed batch starts on a quiet machine, not hot from the install
         let t = clock.now
         let floorResults = floorClient.perform(floorRequests)
         let floor = seconds(clock.now - t)
