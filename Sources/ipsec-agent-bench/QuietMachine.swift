@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// The kernel finishes some of the benchmark's own work after the call that caused it returns. Deleting the
 /// floor's network namespace queues its teardown: kernel workers flush every SA and policy in it and free their
-/// crypto transforms, for ~0.1–0.2 s in the VM rig. A profile of the rotations showed those workers running
+/// crypto transforms, for ~0.08–0.25 s in the VM rig. A profile of the rotations showed those workers running
 /// beside them. The floor's timed batch, meanwhile, followed its own untimed install at once. Started from a quiet
 /// machine, neither the floor nor the rotation runs beside leftover work (docs/benchmarks.md).
 enum QuietMachine {
