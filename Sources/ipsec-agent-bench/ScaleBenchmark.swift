@@ -47,6 +47,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Flag(help: .hidden)
     var interleaveFloor = false
 
+    @Option(help: "Append every rotation's figures to this file, one line each: peers, rotation s, XFRM phase s, floor s (statistics across runs: scripts/bench.d/rounds-stats).")
+    var roundsOut: String?
+
     @Flag(help: "Keep the encrypt map in memory instead of a pinned BPF map.")
     var memoryMap = false
 
@@ -85,6 +88,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
                 throw ValidationError("the agent child ran \(r.roundRotations.count) rotations for \(floors.count) floors")
             }
             r.floor = Self.median(floors)
+            if let roundsOut { try Self.appendRounds(peers: n, r, floors: floors, to: roundsOut) }
             let ratio = Self.median(zip(r.roundRotations, floors).map { $0 / $1 })
             let xfrmRatio = Self.median(zip(r.roundXFRM, floors).map { $0 / $1 })
             print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f",
@@ -105,6 +109,16 @@ struct ScaleBenchmark: AsyncParsableCommand {
         print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
                      + "process before the agent starts: runtime and libraries)%@", baselineRSS,
                      hostPoliciesOnly ? "; with --host-policies-only it also holds the simulated SAs" : ""))
+    }
+
+    /// `--rounds-out`: one line per rotation (peers, rotation s, XFRM phase s, the floor measured before it, s).
+    static func appendRounds(peers n: Int, _ r: Result, floors: [Double], to path: String) throws {
+        let lines = zip(zip(r.roundRotations, r.roundXFRM), floors).map { "\(n) \($0.0) \($0.1) \($1)\n" }.joined()
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let file = FileHandle(forWritingAtPath: path) else { throw ValidationError("--rounds-out: cannot write \(path)") }
+        defer { file.closeFile() }
+        file.seekToEndOfFile()
+        file.write(Data(lines.utf8))
     }
 
     /// The RSS of the child before it creates anything, from the last child run.
