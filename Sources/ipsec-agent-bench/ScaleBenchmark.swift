@@ -47,7 +47,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Flag(help: .hidden)
     var interleaveFloor = false
 
-    @Option(help: "Append every rotation's figures to this file, one line each: peers, rotation s, XFRM phase s, floor s (statistics across runs: scripts/bench.d/rounds-stats).")
+    @Option(help: "Append every rotation's figures to this file, one line each: peers, rotation s, XFRM phase s, floor s (statistics across runs: scripts/rounds-stats).")
     var roundsOut: String?
 
     @Flag(help: "Keep the encrypt map in memory instead of a pinned BPF map.")
