@@ -77,8 +77,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
             print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
             return
         }
-        print("peers | initial s | rotation s (CPU s) | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB")
-        print("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---")
+        print("peers | initial s | rotation s (CPU s) | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB | agent alone ms (/floor)")
+        print("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---")
         for n in peers {
             // The floor is measured right before each rotation, while the child waits: both see the machine at the
             // same speed (it drifts by tens of percent over minutes here), and each rotation gets its own ratio.
@@ -91,12 +91,16 @@ struct ScaleBenchmark: AsyncParsableCommand {
             if let roundsOut { try Self.appendRounds(peers: n, r, floors: floors, to: roundsOut) }
             let ratio = Self.median(zip(r.roundRotations, floors).map { $0 / $1 })
             let xfrmRatio = Self.median(zip(r.roundXFRM, floors).map { $0 / $1 })
-            print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f",
+            // The agent's own work in a rotation on this machine: the same rotations with every request accepted at
+            // once and the encrypt map in memory (no kernel, no thread hand-off). Beside the floor it tells how much
+            // of the 1.2× budget the agent's code takes before any overlap with the kernel.
+            let alone = noKernel ? r.rotation : try runAgentChild(peers: n, agentAlone: true) {}.rotation
+            print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f | %.2f (%.2f)",
                          n, r.initial, r.rotation, r.rotationCPU, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
                          r.rotationRest * 1000, r.rotationKernel, r.floor, ratio, xfrmRatio,
                          r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
                          r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
-                         r.rotation / Double(n) * 1e6, r.peakRSS))
+                         r.rotation / Double(n) * 1e6, r.peakRSS, alone * 1000, alone / r.floor))
         }
         let counts = peers.map { "\(rotationCount(peers: $0))" }.joined(separator: " / ")
         print("rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios")
@@ -106,6 +110,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
                          quiet.count, quiet.median * 1000, quiet.longest * 1000, quiet.gaveUp))
         }
         print("reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)")
+        print("agent alone: median rotation of a second child on the same machine, every kernel request accepted at once and the encrypt map in memory: the agent's own work, with no kernel and no thread hand-off")
         print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
                      + "process before the agent starts: runtime and libraries)%@", baselineRSS,
                      hostPoliciesOnly ? "; with --host-policies-only it also holds the simulated SAs" : ""))
@@ -132,15 +137,16 @@ struct ScaleBenchmark: AsyncParsableCommand {
 
     /// Runs this benchmark again as a child process for one size, with only the agent in it. Before each rotation
     /// the child says `ready` and waits; `beforeRotation` runs (the floor), then the child goes on.
-    func runAgentChild(peers n: Int, beforeRotation: () throws -> Void) throws -> Result {
+    /// `agentAlone`: with `--no-kernel --memory-map` (the agent's own work alone).
+    func runAgentChild(peers n: Int, agentAlone: Bool = false, beforeRotation: () throws -> Void) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)",
                          "--rotations", "\(rotationCount(peers: n))"]
         if noPolicyHashing { arguments.append("--no-policy-hashing") }
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
-        if memoryMap { arguments.append("--memory-map") }
-        if noKernel { arguments.append("--no-kernel") }
+        if memoryMap || agentAlone { arguments.append("--memory-map") }
+        if noKernel || agentAlone { arguments.append("--no-kernel") }
         arguments += ["--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)", "--interleave-floor"]
         process.arguments = arguments
         let output = Pipe(), input = Pipe()
@@ -170,7 +176,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
             throw ValidationError("the agent child for \(n) peers failed (status \(process.terminationStatus))")
         }
         let result = try JSONDecoder().decode(Result.self, from: Data(line.utf8))
-        ScaleBenchmark.lastBaseline.withLock { $0 = result.baselineRSS }
+        if !agentAlone { ScaleBenchmark.lastBaseline.withLock { $0 = result.baselineRSS } }
         return result
     }
 
