@@ -106,7 +106,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let counts = peers.map { "\(rotationCount(peers: $0))" }.joined(separator: " / ")
         print("rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios")
         if let quiet = QuietMachine.drainSummary() {
-            print(String(format: "quiet: the floor's timed batch and each rotation started on a quiet machine (two 25 ms windows with "
+            print(String(format: "quiet: the floor's timed batch and each rotation (the agent-alone runs' too) started on a quiet machine (two 25 ms windows with "
                          + "under 10%% of a CPU busy): %d waits, median %.0f ms, longest %.0f ms, %d gave up at 1 s",
                          quiet.count, quiet.median * 1000, quiet.longest * 1000, quiet.gaveUp))
         }
