@@ -27,14 +27,19 @@ public actor AgentController {
         public var acknowledgeInterval: Duration = .milliseconds(500)
         /// Peers in the first kernel batch when programming many peers. Batches are pipelined (the next one is
         /// built while the kernel applies the previous), so a small first batch gets the kernel working early;
-        /// each next batch doubles…
+        /// each next batch is `batchGrowth` times larger…
         public var firstBatchPeers = 16
-        /// …up to this many peers. While sizes double, building a batch takes longer than the kernel's work on
-        /// the previous, half-size one unless the agent's per-peer work is under half the kernel's, so the kernel
-        /// waits; from the limit on, batches are equal and it does not. A low limit keeps that phase short (in the
-        /// VM, 16/128 against 32/512: rotation/floor 1.17–1.26 against 1.31–1.55 at 1,000 peers,
+        /// …up to this many peers. While sizes grow, building a batch takes longer than the kernel's work on
+        /// the previous, smaller one unless the agent's per-peer work is under 1/`batchGrowth` of the kernel's, so
+        /// the kernel waits; from the limit on, batches are equal and it does not. A low limit keeps that phase
+        /// short (in the VM, 16/128 against 32/512: rotation/floor 1.17–1.26 against 1.31–1.55 at 1,000 peers,
         /// docs/benchmarks.md). Two batches exist at once, which also bounds the requests held (~6 per peer).
         public var batchPeersLimit = 128
+        /// How much larger each batch is than the one before (at least 2); a remainder smaller than a batch joins
+        /// it. A 2-peer first batch growing 8× (2, 16, 82 at 100 peers) starts the kernel ~1 ms earlier in the VM
+        /// than 16 doubling (16, 32, 52), but no gain in rotation/floor survived two pooled comparisons
+        /// (docs/benchmarks.md, session 10), so the defaults stay.
+        public var batchGrowth = 2
         public init() {}
     }
 
@@ -490,6 +495,8 @@ public actor AgentController {
     // MARK: - Kernel programming
 
     private func programGlobal() async -> Bool {
+        // Every rotation passes here: when the drop policies are installed already, no model or diff is built.
+        guard installedGlobal.policies != DesiredState.dropPolicies else { return true }
         var want = DesiredState()
         want.policies = DesiredState.dropPolicies
         let diff = XFRMDiff(desired: want, actualStates: [], actualPolicies: installedGlobal.policies.values)
@@ -530,7 +537,7 @@ public actor AgentController {
                 if slots.count - end < size { end = slots.count }
                 var next = plan(batch: slots[start..<end])  // while the kernel works on the previous batch
                 start = end
-                size = min(2 * size, max(size, settings.batchPeersLimit))
+                size = min(max(2, settings.batchGrowth) * size, max(size, settings.batchPeersLimit))
                 let batch = next.batch
                 next.batch = KernelBatch()  // the plan keeps only what `finish` needs
                 sent = (next, batch.send(to: kernel))

@@ -62,6 +62,12 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Option(help: "Most peers in one kernel batch (AgentController.Settings.batchPeersLimit).")
     var batchLimit = AgentController.Settings().batchPeersLimit
 
+    @Option(help: "How much larger each of the agent's kernel batches is than the one before (AgentController.Settings.batchGrowth).")
+    var batchGrowth = AgentController.Settings().batchGrowth
+
+    @Flag(help: "Skip the agent-alone child (its column repeats the rotation): for pooled and A/B runs, which read only --rounds-out.")
+    var skipAgentAlone = false
+
     @Flag(help: "Profiling: accept every request without a kernel, so the rotation shows the agent's own work alone.")
     var noKernel = false
 
@@ -95,13 +101,15 @@ struct ScaleBenchmark: AsyncParsableCommand {
             // once and the encrypt map in memory (no kernel; each batch still completes in a task, one hand-off per
             // batch). Beside the floor it tells how much of the 1.2× budget the agent's code takes before any
             // overlap with the kernel.
-            let alone = noKernel ? r.rotation : try runAgentChild(peers: n, agentAlone: true) {}.rotation
-            print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f | %.2f (%.2f)",
+            let alone: Double? = skipAgentAlone ? nil
+                : noKernel ? r.rotation : try runAgentChild(peers: n, agentAlone: true) {}.rotation
+            let aloneColumn = alone.map { String(format: "%.2f (%.2f)", $0 * 1000, $0 / r.floor) } ?? "-"
+            print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f | %@",
                          n, r.initial, r.rotation, r.rotationCPU, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
                          r.rotationRest * 1000, r.rotationKernel, r.floor, ratio, xfrmRatio,
                          r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
                          r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
-                         r.rotation / Double(n) * 1e6, r.peakRSS, alone * 1000, alone / r.floor))
+                         r.rotation / Double(n) * 1e6, r.peakRSS, aloneColumn))
         }
         let counts = peers.map { "\(rotationCount(peers: $0))" }.joined(separator: " / ")
         print("rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios")
@@ -148,7 +156,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
         if memoryMap || agentAlone { arguments.append("--memory-map") }
         if noKernel || agentAlone { arguments.append("--no-kernel") }
-        arguments += ["--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)", "--interleave-floor"]
+        arguments += ["--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)", "--batch-growth", "\(batchGrowth)",
+                      "--interleave-floor"]
         process.arguments = arguments
         let output = Pipe(), input = Pipe()
         process.standardOutput = output
@@ -278,6 +287,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
         var settings = AgentController.Settings()
         settings.firstBatchPeers = firstBatch
         settings.batchPeersLimit = batchLimit
+        settings.batchGrowth = batchGrowth
         let controller = AgentController(
             local: local, kernel: kernel, encryptMap: map, publisher: publisher, keyOperations: .standard,
             settings: settings, now: { clock.now - origin }, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))

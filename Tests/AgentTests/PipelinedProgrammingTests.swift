@@ -106,8 +106,26 @@ import XFRM
         func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
     }
 
+    /// Records how many peers each batch installs SAs for.
+    final class BatchSizeKernel: XFRMKernel {
+        let inner: FakeKernel
+        let sizes = Mutex<[Int]>([])
+        init(inner: FakeKernel) { self.inner = inner }
+
+        func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
+            var peers = Set<IPAddress>()
+            for case .addState(let s) in requests { peers.insert(s.destination == local.underlay ? s.source : s.destination) }
+            if !peers.isEmpty { sizes.withLock { $0.append(peers.count) } }
+            return await inner.apply(requests)
+        }
+        func ownedStates() async throws -> [XFRMState] { try await inner.ownedStates() }
+        func ownedPolicies() async throws -> [XFRMPolicy] { try await inner.ownedPolicies() }
+        func state(_ id: XFRMStateID) async throws -> XFRMState? { try await inner.state(id) }
+        func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
+    }
+
     func controller(kernel: any XFRMKernel, map: FakeEncryptMap, publisher: Publisher,
-                    derived: DeriveLog? = nil) -> AgentController {
+                    derived: DeriveLog? = nil, settings: AgentController.Settings = .init()) -> AgentController {
         let base = TestKeys.operations
         let operations = KeyOperations(
             derive: { key, source, destination, sourceBoot, destinationBoot in
@@ -116,7 +134,7 @@ import XFRM
             },
             fingerprint: base.fingerprint, checkRotation: base.checkRotation)
         return AgentController(local: Self.local, kernel: kernel, encryptMap: map, publisher: publisher,
-                               keyOperations: operations, now: { .zero },
+                               keyOperations: operations, settings: settings, now: { .zero },
                                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 
@@ -139,6 +157,29 @@ import XFRM
         #expect(kernel.inner.states.count == 600)
         #expect(publisher.last.withLock { $0?.spi } == key.id)
         #expect(await controller.reconcile().totalRepairs == 0)
+    }
+
+    /// Batch sizes start at `firstBatchPeers`, grow by `batchGrowth` up to `batchPeersLimit`, and a remainder
+    /// smaller than the next batch joins it.
+    @Test(arguments: [
+        (first: 16, growth: 2, limit: 128, expected: [16, 32, 64, 188]),
+        (first: 2, growth: 8, limit: 128, expected: [2, 16, 128, 154]),
+        (first: 4, growth: 1, limit: 128, expected: [4, 8, 16, 32, 64, 176]),  // growth below 2 counts as 2
+    ])
+    func batchSizesFollowTheSettings(first: Int, growth: Int, limit: Int, expected: [Int]) async throws {
+        let log = EffectLog()
+        let kernel = BatchSizeKernel(inner: FakeKernel(log: log))
+        var settings = AgentController.Settings()
+        settings.firstBatchPeers = first
+        settings.batchGrowth = growth
+        settings.batchPeersLimit = limit
+        let controller = controller(kernel: kernel, map: FakeEncryptMap(log: log), publisher: Publisher(),
+                                    settings: settings)
+        try await controller.adopt(ownRecord: nil)
+        await controller.peersChanged(Self.records(300, key: TestKeys.key(1)), connected: true)
+        await controller.keyFileChanged(.success(TestKeys.key(1)))
+        #expect(kernel.sizes.withLock { $0 } == expected)
+        #expect(kernel.inner.states.count == 600)
     }
 
     /// The kernel's queue never waits for the actor between batches: the next batch is submitted before the
