@@ -114,12 +114,12 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let counts = peers.map { "\(rotationCount(peers: $0))" }.joined(separator: " / ")
         print("rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios")
         if let quiet = QuietMachine.drainSummary() {
-            print(String(format: "quiet: the floor's timed batch and each rotation (the agent-alone runs' too) started on a quiet machine (two 25 ms windows with "
+            print(String(format: "quiet: the floor's timed batch and each rotation%@ started on a quiet machine (two 25 ms windows with "
                          + "under 10%% of a CPU busy): %d waits, median %.0f ms, longest %.0f ms, %d gave up at 1 s",
-                         quiet.count, quiet.median * 1000, quiet.longest * 1000, quiet.gaveUp))
+                         skipAgentAlone ? "" : " (the agent-alone runs' too)", quiet.count, quiet.median * 1000, quiet.longest * 1000, quiet.gaveUp))
         }
         print("reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)")
-        print("agent alone: median rotation of a second child on the same machine, every kernel request accepted at once and the encrypt map in memory: the agent's own work, with no kernel (each batch completes in a task on Swift's pool: one hand-off per batch)")
+        if !skipAgentAlone { print("agent alone: median rotation of a second child on the same machine, every kernel request accepted at once and the encrypt map in memory: the agent's own work, with no kernel (each batch completes in a task on Swift's pool: one hand-off per batch)") }
         print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
                      + "process before the agent starts: runtime and libraries)%@", baselineRSS,
                      hostPoliciesOnly ? "; with --host-policies-only it also holds the simulated SAs" : ""))
