@@ -37,7 +37,7 @@ public actor AgentController {
         public var batchPeersLimit = 128
         /// How much larger each batch is than the one before (at least 2); a remainder smaller than a batch joins
         /// it. A 2-peer first batch growing 8× (2, 16, 82 at 100 peers) starts the kernel ~1 ms earlier in the VM
-        /// than 16 doubling (16, 32, 52), but no gain in rotation/floor survived two pooled comparisons
+        /// than 16 doubling (16, 32, 52), but no gain in rotation/floor showed in three pooled comparisons
         /// (docs/benchmarks.md, session 10), so the defaults stay.
         public var batchGrowth = 2
         public init() {}

@@ -65,7 +65,7 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Option(help: "How much larger each of the agent's kernel batches is than the one before (AgentController.Settings.batchGrowth).")
     var batchGrowth = AgentController.Settings().batchGrowth
 
-    @Flag(help: "Skip the agent-alone child (its column repeats the rotation): for pooled and A/B runs, which read only --rounds-out.")
+    @Flag(help: "Skip the agent-alone child (its column prints -): for pooled and A/B runs, which read only --rounds-out.")
     var skipAgentAlone = false
 
     @Flag(help: "Profiling: accept every request without a kernel, so the rotation shows the agent's own work alone.")
