@@ -50,8 +50,7 @@ import XFRM
         init(inner: FakeKernel) { self.inner = inner }
 
         func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
-            var peers = Set<IPAddress>()
-            for case .addState(let s) in requests { peers.insert(s.destination == local.underlay ? s.source : s.destination) }
+            let peers = PipelinedProgrammingTests.peersGettingSAs(requests)
             let gate = !peers.isEmpty && state.withLock { s in
                 s.batches.append(peers.count)
                 defer { s.gated = true }
@@ -106,6 +105,13 @@ import XFRM
         func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
     }
 
+    /// The peers (by underlay address) that a batch installs SAs for.
+    static func peersGettingSAs(_ requests: [XFRMRequest]) -> Set<IPAddress> {
+        var peers = Set<IPAddress>()
+        for case .addState(let s) in requests { peers.insert(s.destination == local.underlay ? s.source : s.destination) }
+        return peers
+    }
+
     /// Records how many peers each batch installs SAs for.
     final class BatchSizeKernel: XFRMKernel {
         let inner: FakeKernel
@@ -113,8 +119,7 @@ import XFRM
         init(inner: FakeKernel) { self.inner = inner }
 
         func apply(_ requests: [XFRMRequest]) async -> [Result<Void, any Error>] {
-            var peers = Set<IPAddress>()
-            for case .addState(let s) in requests { peers.insert(s.destination == local.underlay ? s.source : s.destination) }
+            let peers = PipelinedProgrammingTests.peersGettingSAs(requests)
             if !peers.isEmpty { sizes.withLock { $0.append(peers.count) } }
             return await inner.apply(requests)
         }
@@ -160,7 +165,7 @@ import XFRM
     }
 
     /// Batch sizes start at `firstBatchPeers`, grow by `batchGrowth` up to `batchPeersLimit`, and a remainder
-    /// smaller than the next batch joins it.
+    /// smaller than the batch before it joins that batch.
     @Test(arguments: [
         (first: 16, growth: 2, limit: 128, expected: [16, 32, 64, 188]),
         (first: 2, growth: 8, limit: 128, expected: [2, 16, 128, 154]),
