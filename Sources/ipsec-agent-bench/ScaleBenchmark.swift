@@ -206,10 +206,11 @@ struct ScaleBenchmark: AsyncParsableCommand {
     }
 
     /// With IPSA_BENCH_ROTATION_WINDOWS set: `rotation-window START END` (CLOCK_MONOTONIC seconds) on stderr for
-    /// each rotation, so a `perf record -k CLOCK_MONOTONIC` profile can be cut down to the rotations alone.
-    static func traceWindow(from start: Double) {
+    /// each rotation, and `floor-window START END` for each floor's timed batch, so a `perf record -k
+    /// CLOCK_MONOTONIC` profile can be cut down to the rotations and to the floors alone.
+    static func traceWindow(_ label: String = "rotation-window", from start: Double) {
         guard ProcessInfo.processInfo.environment["IPSA_BENCH_ROTATION_WINDOWS"] != nil else { return }
-        FileHandle.standardError.write(Data("rotation-window \(start) \(monotonicSeconds())\n".utf8))
+        FileHandle.standardError.write(Data("\(label) \(start) \(monotonicSeconds())\n".utf8))
     }
 
     /// With IPSA_BENCH_TRACE_RSS set: current and peak RSS after each phase, on stderr.
@@ -443,9 +444,11 @@ struct ScaleBenchmark: AsyncParsableCommand {
         let floorRequests = hostPoliciesOnly ? newRequests.filter { if case .addState = $0 { false } else { true } } : newRequests
         _ = floorClient.perform(hostPoliciesOnly ? oldRequests.filter { if case .addState = $0 { false } else { true } } : oldRequests)
         QuietMachine.wait()  // as before each rotation: the timed batch starts on a quiet machine, not hot from the install
+        let window = Self.monotonicSeconds()
         let t = clock.now
         let floorResults = floorClient.perform(floorRequests)
         let floor = seconds(clock.now - t)
+        Self.traceWindow("floor-window", from: window)
         if let failure = floorResults.first(where: { if case .failure = $0 { true } else { false } }) {
             throw ValidationError("floor batch failed: \(failure)")
         }
