@@ -26,12 +26,17 @@ public struct KeyFileParser: Sendable {
 
     /// Reads and parses the file at `path` (following symlinks), noting insecure permissions.
     public func load(path: String) throws(KeyFileError) -> KeyFile {
-        let contents = try FileContents.load(path: path, limit: Self.maximumFileSize)
+        let contents: RegularFile
+        do {
+            contents = try RegularFile.read(path: path, limit: Self.maximumFileSize)
+        } catch {
+            throw KeyFileError(file: path, line: nil, field: .file, expected: "a readable regular file", got: error.problem)
+        }
         guard let text = String(validating: contents.bytes, as: UTF8.self) else {
             throw KeyFileError(file: path, line: nil, field: .file, expected: "UTF-8 text", got: "invalid UTF-8")
         }
         let parsed = try parse(text, source: path)
-        return KeyFile(source: path, keys: parsed.keys, insecurePermissions: contents.mode & 0o077 != 0)
+        return KeyFile(source: path, keys: parsed.keys, insecurePermissions: contents.accessibleByOthers)
     }
 
     /// Parses key file text. `source` names the content in errors.

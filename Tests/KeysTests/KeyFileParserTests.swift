@@ -168,10 +168,10 @@ struct KeyFileParserTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let missing = directory.file("missing")
-        #expect(throws: KeyFileError(file: missing, line: nil, field: .file, expected: "a readable file", got: "No such file or directory")) {
+        #expect(throws: KeyFileError(file: missing, line: nil, field: .file, expected: "a readable regular file", got: "cannot read it (No such file or directory)")) {
             try KeyFileParser().load(path: missing)
         }
-        #expect(throws: KeyFileError(file: directory.path, line: nil, field: .file, expected: "a regular file", got: "another file type")) {
+        #expect(throws: KeyFileError(file: directory.path, line: nil, field: .file, expected: "a readable regular file", got: "is a directory, not a regular file")) {
             try KeyFileParser().load(path: directory.path)
         }
         try directory.writeInPlace("latin1", "3 rfc4106(gcm(aes)) \u{FF}")
@@ -185,8 +185,51 @@ struct KeyFileParserTests {
         let big = String(repeating: "# padding\n", count: KeyFileParser.maximumFileSize / 10 + 1)
         try directory.writeInPlace("big", big)
         #expect(throws: KeyFileError(file: directory.file("big"), line: nil, field: .file,
-                                     expected: "at most \(KeyFileParser.maximumFileSize) bytes", got: "\(big.utf8.count) bytes")) {
+                                     expected: "a readable regular file", got: "is larger than \(KeyFileParser.maximumFileSize) bytes")) {
             try KeyFileParser().load(path: directory.file("big"))
+        }
+    }
+
+    /// A FIFO, a socket or a device at the key path (directly or behind Kubernetes' `..data` link) is refused at
+    /// once with its type named; opening a FIFO for reading would otherwise block until a writer appears.
+    @Test func loadRefusesSpecialFilesWithoutBlocking() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let fifo = directory.file("fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(throws: KeyFileError(file: fifo, line: nil, field: .file, expected: "a readable regular file",
+                                     got: "is a FIFO (named pipe), not a regular file")) {
+            try KeyFileParser().load(path: fifo)
+        }
+        // The projected-volume layout: keys -> ..data/keys, ..data -> ..2026_x (holding a FIFO).
+        #expect(mkdir(directory.file("..2026_x"), 0o700) == 0)
+        #expect(mkfifo(directory.file("..2026_x/keys"), 0o600) == 0)
+        #expect(symlink("..2026_x", directory.file("..data")) == 0)
+        #expect(symlink("..data/keys", directory.file("keys")) == 0)
+        #expect(throws: KeyFileError(file: directory.file("keys"), line: nil, field: .file, expected: "a readable regular file",
+                                     got: "is a FIFO (named pipe), not a regular file")) {
+            try KeyFileParser().load(path: directory.file("keys"))
+        }
+        #expect(throws: KeyFileError(file: "/dev/null", line: nil, field: .file, expected: "a readable regular file",
+                                     got: "is a character device, not a regular file")) {
+            try KeyFileParser().load(path: "/dev/null")
+        }
+        let socketPath = directory.file("sock")
+        let socketFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socketFD) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(socketPath.utf8.prefix(raw.count - 1))
+            raw.copyBytes(from: bytes + [0])
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        #expect(throws: KeyFileError(file: socketPath, line: nil, field: .file, expected: "a readable regular file",
+                                     got: "is a socket, not a regular file")) {
+            try KeyFileParser().load(path: socketPath)
         }
     }
 }
