@@ -194,11 +194,14 @@ public actor AgentController {
             do {
                 try keyOps.checkRotation(key, held)
             } catch {
-                metrics.keyLoadError(reason: "rotation_rule")
-                logger.error("key file rejected; keeping the current key", metadata: ["error": "\(error)"])
-                lastError = "key file: \(error)"
+                rejectKey(error)
                 return
             }
+        } else if let advertised = advertisedKey, key.id != advertised, !advertised.isOlder(than: key.id) {
+            // After a restart the key material is gone but the advertised ID is known: the first key must not
+            // move the ID backwards or jump past what peers order as newer.
+            rejectKey(KeyRotationError.keyIDOrder(current: advertised, new: key.id))
+            return
         }
         logger.info("key loaded", metadata: ["keyID": "\(key.id)", "algorithm": "\(key.algorithm)"])
         keys[key.id] = key
@@ -209,6 +212,12 @@ public actor AgentController {
         }
         currentKey = key.id
         await advance()
+    }
+
+    private func rejectKey(_ error: any Error) {
+        metrics.keyLoadError(reason: (error as? KeyRotationError)?.reason ?? "rotation_rule")
+        logger.error("key file rejected; keeping the current key", metadata: ["error": "\(error)"])
+        lastError = "key file: \(error)"
     }
 
     // MARK: - The rotation
@@ -368,7 +377,6 @@ public actor AgentController {
             guard record.nodeID != 0,
                   let underlay = local.underlay.family == .v4 ? record.ipv4 : record.ipv6 else { continue }
             seen.insert(record.name)
-            appliedRevision = max(appliedRevision, record.revision)
             let peer = Peer(name: record.name, nodeID: record.nodeID, underlay: underlay, podCIDRs: record.podCIDRs,
                             bootID: record.bootID, spi: record.spi, encryptSpi: record.encryptSpi,
                             keyFingerprint: record.keyFingerprint, xfrmRevision: record.xfrmRevision)
@@ -376,6 +384,11 @@ public actor AgentController {
             if let slot { peers[slot].departedAt = nil }
             let previous = slot.map { peers.entries[$0].peer }
             guard previous != peer else { continue }
+            // Only a change other than the peer's own acknowledgement needs acknowledging: acknowledging
+            // acknowledgements made every idle pair of agents republish each other forever.
+            if previous.map({ !$0.differsOnlyInAcknowledgement(from: peer) }) ?? true {
+                appliedRevision = max(appliedRevision, record.revision)
+            }
             if let before = previous?.spi, let now = peer.spi, now.isOlder(than: before) {
                 // Never expected: an agent's `spi` only moves forward. Egress to this peer follows it back.
                 logger.warning("peer now advertises an older key than before", metadata: [

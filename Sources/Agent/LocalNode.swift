@@ -46,4 +46,12 @@ public struct Peer: Hashable, Sendable {
         self.keyFingerprint = keyFingerprint
         self.xfrmRevision = xfrmRevision
     }
+
+    /// True when `other` is this peer with only its acknowledgement (`xfrmRevision`) moved: nothing to program
+    /// and nothing this node must acknowledge in turn.
+    func differsOnlyInAcknowledgement(from other: Peer) -> Bool {
+        var same = other
+        same.xfrmRevision = xfrmRevision
+        return same == self
+    }
 }

@@ -29,9 +29,18 @@ public struct AgentDaemon: Service {
         self.logger = logger
     }
 
+    /// Runs until a graceful shutdown (SIGTERM/SIGINT through the service group) or cancellation, then returns
+    /// normally in every phase: before registration, while the registry is unreachable, idle or mid-rotation.
+    /// Work under way is cancelled; nothing waits on a thread.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            try await self.runUntilCancelled()
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await self.runUntilCancelled()
+            }
+        } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+            // Cancellation surfaces as whatever the interrupted call throws (CancellationError, a cancelled HTTP
+            // request, …): while stopping, that is the expected way out, not a failure.
+            logger.debug("stopping", metadata: ["interrupted": "\(error)"])
         }
         logger.info("agent stopped; the datapath keeps running as programmed")
     }

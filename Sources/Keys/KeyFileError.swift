@@ -1,7 +1,7 @@
 /// A problem with a key file: where it is (file, line, field) and what was expected versus found.
 ///
 /// Never carries key bytes: `got` describes hex fields by their length or the position of a bad
-/// character, and any token that could be key material (long, or hex-looking) is replaced by its length.
+/// character, and any token that could be key material (long, or with 8 or more hex digits) is replaced by its length.
 public struct KeyFileError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The part of the file the error is about.
     public enum Field: String, Hashable, Sendable, CustomStringConvertible {
@@ -54,12 +54,11 @@ public struct KeyFileError: Error, Hashable, Sendable, CustomStringConvertible {
 extension KeyFileError {
     /// Describes a token for an error message, unless it could be key material.
     ///
-    /// Tokens longer than 24 characters, and tokens of 8 or more hex digits (with or without `0x`),
-    /// are described by their length only.
+    /// Tokens longer than 24 characters, and tokens containing 8 or more hex digits anywhere (`0-9a-fA-F`,
+    /// counted over the whole token, so `a1b2c3d4e5f6+` or `ab-cd-ef-01` are not echoed either), are described
+    /// by their length only.
     static func describe(token: Substring) -> String {
-        let body = token.hasPrefix("0x") || token.hasPrefix("0X") ? token.dropFirst(2) : token
-        let looksLikeHex = body.count >= 8 && body.allSatisfy(\.isHexDigit)
-        if token.count > 24 || looksLikeHex {
+        if token.count > 24 || token.count(where: \.isHexDigit) >= 8 {
             return "a \(token.count)-character token"
         }
         return String(reflecting: String(token))

@@ -14,7 +14,7 @@ import Synchronization
 ///
 /// The blocking wait runs on a dedicated thread, never on Swift's cooperative pool. `stop()` (or
 /// ending the iteration of `events`, or releasing the watcher) wakes that thread, which closes its
-/// descriptors and finishes `events`.
+/// descriptors, finishes `events` and exits; nothing ever waits for it.
 public final class KeyFileWatcher: Sendable {
     public struct Configuration: Sendable {
         /// Quiet time after the last relevant event before the file is read.
@@ -74,16 +74,14 @@ public final class KeyFileWatcher: Sendable {
 
     deinit { stop() }
 
-    /// Stops watching: the thread exits, its descriptors close and `events` finishes. Idempotent.
-    /// Returns after the thread has exited (it wakes at once), unless called from that thread.
+    /// Stops watching: wakes the thread, which closes its descriptors, finishes `events` and exits on its own.
+    /// Idempotent, and it never waits: it is called from `events`' termination handler and from cancelled tasks,
+    /// where joining the thread deadlocked (the thread's `finish()` needs the stream's lock that the cancelling
+    /// task holds). `threadExited` tells when the thread is gone.
     public func stop() {
         guard let handle = thread.withLock({ thread -> pthread_t? in defer { thread = nil }; return thread }) else { return }
         control.signalStop()
-        if pthread_equal(handle, pthread_self()) != 0 {
-            pthread_detach(handle)
-        } else {
-            pthread_join(handle, nil)
-        }
+        pthread_detach(handle)
     }
 
     /// (directory, entry name) of a path; a bare name lives in ".".

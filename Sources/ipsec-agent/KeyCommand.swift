@@ -33,7 +33,8 @@ struct KeyCommand: ParsableCommand {
             discussion: """
                 Without --out, prints the line. With --out, replaces FILE atomically (temporary file in the \
                 same directory, then rename) with mode 0600. Without --spi, the SPI follows the active key \
-                of an existing --out file (15 wraps to 1), or is 1.
+                of an existing --out file (15 wraps to 1), or is 1 when FILE does not exist; an existing FILE that \
+                is not a valid key file is an error (pass --spi).
                 """
         )
 
@@ -59,7 +60,13 @@ struct KeyCommand: ParsableCommand {
         }
 
         func run() throws {
-            let id = spi.flatMap { KeyID($0) } ?? nextID()
+            let id: KeyID
+            do {
+                id = try spi.flatMap { KeyID($0) } ?? nextID()
+            } catch {
+                KeyCommand.printError("error: \(error)")
+                throw ExitCode.failure
+            }
             let key = KeyGenerator.generate(id: id, algorithm: KeyGenerator.algorithm(algorithm.family, aesKeyBits: keyBits))
             guard let out else {
                 print(KeyFileWriter.line(for: key))
@@ -74,10 +81,17 @@ struct KeyCommand: ParsableCommand {
             print(KeyCommand.summary(of: key))
         }
 
-        /// The successor of the active key in an existing --out file, else 1.
-        func nextID() -> KeyID {
-            guard let out, let current = try? KeyFileParser().load(path: out) else { return KeyID(1)! }
-            return current.activeKey.id.next
+        /// The successor of the active key in an existing --out file; 1 when there is no such file. A file that
+        /// exists but cannot be read as a key file is an error: guessing 1 could move the key ID backwards.
+        func nextID() throws -> KeyID {
+            guard let out else { return KeyID(1)! }
+            var info = stat()
+            if lstat(out, &info) != 0 && errno == ENOENT { return KeyID(1)! }
+            do {
+                return try KeyFileParser().load(path: out).activeKey.id.next
+            } catch {
+                throw ValidationError("cannot take the next key ID from \(out) (\(error)); fix the file or pass --spi")
+            }
         }
     }
 

@@ -14,7 +14,10 @@ struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run the agent: keep this node's IPsec programmed through key rotations.",
-        discussion: "SIGTERM stops the agent and leaves the datapath running; `ipsec-agent cleanup` removes it.")
+        discussion: """
+            SIGTERM or SIGINT stops the agent (within about a second, exit status 0) and leaves the datapath running; \
+            a second signal forces the exit (status 1). `ipsec-agent cleanup` removes the datapath.
+            """)
 
     @Option(help: "Configuration file (YAML; see docs/configuration.md).")
     var config: String
@@ -54,10 +57,12 @@ struct RunCommand: AsyncParsableCommand {
         let daemon = AgentDaemon(configuration: configuration, registry: registry, handle: handle,
                                  metricsFactory: telemetry, logger: logger)
         let admin = AdminServer(handle: handle, telemetry: telemetry, listen: listen, logger: logger).makeApplication()
+        let escalation = ShutdownEscalation(logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: daemon), .init(service: admin)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        withExtendedLifetime(escalation) {}
     }
 
     static func readCredential(_ path: String) throws -> String {

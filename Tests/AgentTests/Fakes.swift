@@ -158,5 +158,7 @@ enum TestKeys {
         checkRotation: { new, current in
             struct RuleError: Error, CustomStringConvertible { var description: String }
             if new.algorithm != current.algorithm { throw RuleError(description: "algorithm must not change") }
+            // The key-ID order rule as the real one (KeyRotationRule) applies it.
+            if !current.id.isOlder(than: new.id) { throw KeyRotationError.keyIDOrder(current: current.id, new: new.id) }
         })
 }

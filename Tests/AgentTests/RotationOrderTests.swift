@@ -89,4 +89,52 @@ import XFRM
         #expect(cluster.node(1).log.all.isEmpty)
         #expect(await cluster.node(1).controller.status().lastError == nil)
     }
+
+    /// An idle cluster is quiet: a peer's acknowledgement is not itself acknowledged (it was, and every pair of
+    /// idle agents republished each other's records at the acknowledgement interval forever).
+    @Test func idleClusterPublishesNothing() async throws {
+        let cluster = SimulatedCluster(size: 3)
+        try await cluster.start(key: TestKeys.key(1))
+        for n in cluster.nodes { n.log.clear() }
+        try await cluster.settle()
+        for n in cluster.nodes { #expect(n.log.all.isEmpty, "\(n.name): \(n.log.all.prefix(3))") }
+    }
+
+    /// A key ID that peers would read as older (more than 7 steps ahead, or behind) is refused: mid-life against
+    /// the held key, and after a restart against the advertised ID (the key material is gone, the ID is not).
+    @Test func keyIDsOutOfOrderAreRefusedAndChangeNothing() async throws {
+        let cluster = SimulatedCluster(size: 2)
+        try await cluster.start(key: TestKeys.key(1))
+        let node = cluster.node(1)
+        let before = (node.kernel.states, node.kernel.policies, try node.map.peers())
+        node.log.clear()
+        await node.dropKey(TestKeys.key(9))  // 8 steps
+        #expect(node.log.all.isEmpty)
+        var status = await node.controller.status()
+        #expect(status.currentKey == 1)
+        #expect(status.lastError?.contains("new key ID 9 is 8 steps after the current key ID 1") == true, "\(status.lastError ?? "")")
+
+        // Restarted with a key file that went backwards (1 → 15): refused before anything is programmed.
+        node.keyFile = TestKeys.key(15)
+        try await node.restart()
+        try await cluster.settle()
+        let keyChanges = node.log.all.filter {
+            switch $0 {
+            case .xfrm(.addState, _), .xfrm(.deleteState, _), .xfrm(.deletePolicy, _), .deletePeer: return true
+            case .publish(let update): return update.spi != KeyID(1)
+            default: return false
+            }
+        }
+        #expect(keyChanges.isEmpty, "\(keyChanges)")
+        #expect((node.kernel.states, node.kernel.policies, try node.map.peers()) == before)
+        #expect(cluster.registry.record(node.name)?.spi == KeyID(1))
+        status = await node.controller.status()
+        #expect(status.lastError?.contains("new key ID 15 is 14 steps after the current key ID 1") == true, "\(status.lastError ?? "")")
+
+        // The next key in order is taken as usual.
+        for n in cluster.nodes { await n.dropKey(TestKeys.key(2)) }
+        try await cluster.settle()
+        #expect(await cluster.converged(on: KeyID(2)!))
+        #expect(cluster.drops().isEmpty)
+    }
 }

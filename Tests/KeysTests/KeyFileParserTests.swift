@@ -152,6 +152,20 @@ struct KeyFileParserTests {
         }
     }
 
+    /// No echoed token shows 8 or more hex digits, whatever its length or the other characters in it.
+    @Test func tokensWithEightHexDigitsAreNeverEchoed() {
+        for token in ["a1b2c3d4e5f60718293a+", "a1b2c3d4+", "ab-cd-ef-01", "0x1234abcd", "12345678", "deadbeef"] {
+            #expect(KeyFileError.describe(token: token[...]) == "a \(token.count)-character token", "\(token)")
+        }
+        for token in ["16", "3++", "hmac(md5)", "a1b2c3d+"] {
+            #expect(KeyFileError.describe(token: token[...]) == "\"\(token)\"", "\(token)")
+        }
+        #expect(throws: KeyFileError(file: "keys", line: 1, field: .spi, expected: "a key ID 1…15 (decimal or 0x hex, optional trailing +)",
+                                     got: "a 21-character token")) {
+            try KeyFileParser().parse("a1b2c3d4e5f60718293a+ rfc4106(gcm(aes)) \(KeyFixtures.hex(KeyFixtures.bytes(20, from: 1))) 128", source: "keys")
+        }
+    }
+
     @Test func loadsFileAndReportsPermissions() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
