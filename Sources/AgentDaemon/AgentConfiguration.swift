@@ -100,13 +100,12 @@ public struct AgentConfiguration: Sendable, Equatable {
         switch (regMap["embedded"], regMap["etcd"]) {
         case (.some, nil):
             let url = try reg.string("embedded")
-            guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
-                throw reg.error("embedded", "expected an http:// or https:// URL")
-            }
+            try reg.endpoint("embedded", url)
             registry = .embedded(url: url)
         case (nil, .some):
             let endpoints = try reg.strings("etcd")
             guard !endpoints.isEmpty else { throw reg.error("etcd", "at least one endpoint is required") }
+            for endpoint in endpoints { try reg.endpoint("etcd", endpoint) }
             registry = .etcd(endpoints: endpoints, prefix: try reg.optionalString("etcdPrefix") ?? "/ipsec-agent/")
         case (.some, .some):
             throw reg.error("etcd", "set either registry.embedded or registry.etcd, not both")
@@ -125,10 +124,20 @@ public struct AgentConfiguration: Sendable, Equatable {
             rotationFallbackTimeout: try reader.duration("rotationFallbackTimeout", default: .seconds(300), min: .seconds(1)),
             fallbackQuietWindow: try reader.duration("fallbackQuietWindow", default: .seconds(30), min: .seconds(1)),
             peerRemovalGrace: try reader.duration("peerRemovalGrace", default: .seconds(60), min: .zero),
-            adminListen: try reader.optionalString("adminListen") ?? "127.0.0.1:9479",
+            adminListen: try reader.listenAddress("adminListen") ?? "127.0.0.1:9479",
             networkNamespace: try reader.optionalString("networkNamespace"),
             bootIDFile: try reader.optionalString("bootIDFile") ?? "/proc/sys/kernel/random/boot_id",
             xfrmPolicyHashing: try reader.bool("xfrmPolicyHashing", default: true))
+    }
+
+    /// Settings that work but that an operator should hear about at start-up.
+    public var warnings: [String] {
+        var out: [String] = []
+        if let admin = ListenAddress(adminListen), !admin.isLoopback {
+            out.append("adminListen \(adminListen) is not a loopback address: /status, /trace and /metrics (peer names, "
+                       + "addresses, key IDs) are served to anyone who can reach it; keep it on 127.0.0.1 or firewall the port")
+        }
+        return out
     }
 
     /// The underlay the tunnels use: IPv4 when configured, else IPv6.
@@ -148,9 +157,17 @@ public struct AgentConfiguration: Sendable, Equatable {
         let known: Set<String>
         var prefix = ""
 
+        /// Refuses unknown and repeated setting names (YAML parsers let the last of two equal keys win silently).
         func rejectUnknown() throws {
+            var lines: [String: Int] = [:]
             for (key, _) in map {
                 guard let k = key.string else { throw Error(file: file, line: key.mark?.line, message: "setting names must be strings") }
+                let line = key.mark?.line ?? 0
+                if let first = lines[k] {
+                    throw Error(file: file, line: line,
+                                message: "setting \"\(prefix)\(k.prefix(64))\" is given twice, at lines \(first) and \(line); keep one")
+                }
+                lines[k] = line
                 if !known.contains(k) {
                     throw Error(file: file, line: key.mark?.line,
                                 message: "unknown setting \"\(prefix)\(k.prefix(64))\" (known: \(known.sorted().joined(separator: ", ")))")
@@ -191,6 +208,22 @@ public struct AgentConfiguration: Sendable, Equatable {
                 guard let s = item.scalar?.string else { throw error(key, "expected a list of strings") }
                 return s
             }
+        }
+
+        func endpoint(_ key: String, _ text: String) throws {
+            do {
+                _ = try EndpointURL(text)
+            } catch {
+                throw self.error(key, error.problem)
+            }
+        }
+
+        func listenAddress(_ key: String) throws -> String? {
+            guard let text = try optionalString(key) else { return nil }
+            guard ListenAddress(text) != nil else {
+                throw error(key, "expected HOST:PORT (IPv6 in brackets, [::1]:9479), got \"\(text.prefix(64))\"")
+            }
+            return text
         }
 
         func bool(_ key: String, default value: Bool) throws -> Bool {

@@ -1,4 +1,5 @@
 import Hummingbird
+import IPsecPrimitives
 import Logging
 import NIOCore
 import Registry
@@ -117,18 +118,6 @@ extension RegistryServer {
 
     /// Splits `HOST:PORT` or `[V6]:PORT`; nil when malformed.
     public static func parseListenAddress(_ text: String) -> (host: String, port: Int)? {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
-            portText = text[text.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
-        }
-        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
-        return (String(host), port)
+        ListenAddress(text).map { ($0.host, $0.port) }
     }
 }

@@ -35,6 +35,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "ipsec-agent")
         MemoryTuning.configure()
+        for warning in configuration.warnings { logger.warning("\(warning)", metadata: ["config": "\(config)"]) }
         guard let listen = RegistryServer.parseListenAddress(configuration.adminListen) else {
             throw ValidationError("\(config): adminListen: expected HOST:PORT, got \"\(configuration.adminListen)\"")
         }

@@ -41,7 +41,7 @@ import Testing
         #expect(parsed.nodeName == "node-1")
     }
 
-    @Test(arguments: [
+    static let badValues: [(String, String)] = [
         ("nodee: x\n", "config:1: unknown setting \"nodee\""),
         (valid.replacingOccurrences(of: "reconcileInterval: 10s", with: "reconcileInterval: soon"), "config:9: reconcileInterval: expected a duration"),
         (valid.replacingOccurrences(of: "underlay: 192.0.2.1", with: "underlay: 192.0.2.300"), "config:2: underlay: not an IP address"),
@@ -53,7 +53,22 @@ import Testing
         ("node: [unclosed\n", "not valid YAML"),
         (valid.replacingOccurrences(of: "reconcileInterval: 10s", with: "reconcileInterval: 1ms"), "must be at least"),
         (valid + "\nxfrmPolicyHashing: maybe\n", "config:12: xfrmPolicyHashing: expected true or false"),
-    ])
+    ]
+
+    static let badNamesAndAddresses: [(String, String)] = [
+        (valid + "\nreconcileInterval: 20s\n", "config:12: setting \"reconcileInterval\" is given twice, at lines 9 and 12"),
+        (valid.replacingOccurrences(of: "  credentialFile: /etc/ipsec-agent/credential", with: "  credentialFile: /a\n  credentialFile: /b"),
+         "config:8: setting \"registry.credentialFile\" is given twice, at lines 7 and 8"),
+        (valid.replacingOccurrences(of: "http://127.0.0.1:7470", with: "http://127.0.0.1:74700"), "config:6: registry.embedded: expected HOST or HOST:PORT"),
+        (valid.replacingOccurrences(of: "http://127.0.0.1:7470", with: "http://registry_1:7470"), "config:6: registry.embedded: \"registry_1\" is neither"),
+        (valid.replacingOccurrences(of: "http://127.0.0.1:7470", with: "http://127.0.0.1:7470/v1/nodes"), "config:6: registry.embedded: expected only scheme, host and port"),
+        (valid.replacingOccurrences(of: "http://127.0.0.1:7470", with: "http://admin:hunter2@127.0.0.1:7470"), "config:6: registry.embedded: a URL must not carry a user name"),
+        (valid.replacingOccurrences(of: "embedded: http://127.0.0.1:7470", with: "etcd: [http://10.0.0.1:2379, \"10.0.0.2:2379\"]"), "config:6: registry.etcd: expected an http"),
+        (valid + "\nadminListen: 9479\n", "config:12: adminListen: expected HOST:PORT"),
+        (valid + "\nadminListen: \"::1:9479\"\n", "config:12: adminListen: expected HOST:PORT"),
+    ]
+
+    @Test(arguments: badValues + badNamesAndAddresses)
     func rejectsBadInputNamingTheLine(text: String, expected: String) {
         do {
             _ = try AgentConfiguration.parse(text)
@@ -61,5 +76,29 @@ import Testing
         } catch {
             #expect("\(error)".contains(expected), "got: \(error)")
         }
+    }
+
+    @Test func secretsInAURLAreNotEchoed() {
+        let text = Self.valid.replacingOccurrences(of: "http://127.0.0.1:7470", with: "http://admin:hunter2@127.0.0.1:7470")
+        #expect(throws: AgentConfiguration.Error.self) { try AgentConfiguration.parse(text) }
+        do { _ = try AgentConfiguration.parse(text) } catch { #expect(!"\(error)".contains("hunter2"), "\(error)") }
+    }
+
+    @Test func nonLoopbackAdminAddressIsWarnedAbout() throws {
+        #expect(try AgentConfiguration.parse(Self.valid).warnings.isEmpty)
+        #expect(try AgentConfiguration.parse(Self.valid + "\nadminListen: \"[::1]:9479\"\n").warnings.isEmpty)
+        #expect(try AgentConfiguration.parse(Self.valid + "\nadminListen: localhost:9479\n").warnings.isEmpty)
+        for open in ["0.0.0.0:9479", "192.0.2.1:9479", "\"[::]:9479\""] {
+            let warnings = try AgentConfiguration.parse(Self.valid + "\nadminListen: \(open)\n").warnings
+            #expect(warnings.count == 1 && warnings[0].contains("is not a loopback address"), "\(open): \(warnings)")
+        }
+    }
+
+    @Test func endpointURLsThatWork() throws {
+        for url in ["http://127.0.0.1:7470", "https://registry.example:7470/", "http://[fd00::1]:2379", "https://etcd-0"] {
+            #expect(throws: Never.self) { try EndpointURL(url) }
+        }
+        #expect(try EndpointURL("http://[::1]:2379").isLoopback)
+        #expect(try !EndpointURL("https://10.0.0.1:2379").isLoopback)
     }
 }
