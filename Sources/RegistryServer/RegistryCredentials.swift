@@ -18,12 +18,12 @@ public struct RegistryCredentials: Sendable, CustomStringConvertible {
     public static let minimumSecretLength = 16
 
     public enum Failure: Error, CustomStringConvertible {
-        case unreadable(path: String, reason: String)
+        case unreadable(description: String)
         case tooShort(path: String, length: Int)
 
         public var description: String {
             switch self {
-            case .unreadable(let path, let reason): "secret file \(path): cannot read (\(reason))"
+            case .unreadable(let description): description
             case .tooShort(let path, let length):
                 "secret file \(path): \(length) bytes, at least \(RegistryCredentials.minimumSecretLength) required"
             }
@@ -36,20 +36,25 @@ public struct RegistryCredentials: Sendable, CustomStringConvertible {
         key = secret.withUnsafeBytes { SymmetricKey(data: $0) }
     }
 
-    /// Reads the secret from a file; one trailing newline is ignored.
-    public init(secretFile path: String) throws {
-        let data: Data
+    /// Reads the secret from a file; one trailing newline is ignored. The file must be a regular file that group
+    /// and others cannot access (with `shared: .warn`, `warning` says so instead of the read failing).
+    public init(secretFile path: String, shared: SecretFile.SharedPolicy = .refuse) throws {
+        let read: (bytes: [UInt8], warning: String?)
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            read = try SecretFile.read(path: path, role: "secret file", shared: shared)
         } catch {
-            throw Failure.unreadable(path: path, reason: "\(type(of: error))")
+            throw Failure.unreadable(description: error.description)
         }
-        var bytes = [UInt8](data)
+        var bytes = read.bytes
         if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
         if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
         guard bytes.count >= RegistryCredentials.minimumSecretLength else { throw Failure.tooShort(path: path, length: bytes.count) }
         self.init(secret: SecretBytes(bytes))
+        warning = read.warning
     }
+
+    /// Set when the secret file was read although group or others can access it.
+    public private(set) var warning: String?
 
     /// The bearer credential of `name` (a node name, or `adminName`).
     public func credential(for name: String) -> String {

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Logging
 import Registry
 import RegistryServer
 
@@ -25,6 +27,9 @@ struct RegistryCommand: AsyncParsableCommand {
         @Option(help: "Seconds without a heartbeat before a node's lease expires.")
         var leaseTTL: Int = 30
 
+        @Flag(help: "Only warn (instead of refusing) when group or others can access the secret file.")
+        var insecureFilePermissions = false
+
         func validate() throws {
             guard RegistryServer.parseListenAddress(listen) != nil else {
                 throw ValidationError("--listen: expected HOST:PORT or [IPV6]:PORT, got \"\(listen)\"")
@@ -34,7 +39,8 @@ struct RegistryCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (host, port) = RegistryServer.parseListenAddress(listen)!
-            let credentials = try RegistryCredentials(secretFile: secretFile)
+            let credentials = try RegistryCredentials(secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
+            if let warning = credentials.warning { Logger(label: "ipsec-agent.registry").warning("\(warning)") }
             let server = RegistryServer(
                 configuration: .init(host: host, port: port, dataDirectory: data, leaseTTL: .seconds(leaseTTL)),
                 credentials: credentials)
@@ -52,6 +58,9 @@ struct RegistryCommand: AsyncParsableCommand {
         @Option(help: "Node name, or \(RegistryCredentials.adminName) for the admin credential.")
         var node: String
 
+        @Flag(help: "Only warn (on stderr) instead of refusing when group or others can access the secret file.")
+        var insecureFilePermissions = false
+
         func validate() throws {
             guard node == RegistryCredentials.adminName || NodeRecord.isValidName(node) else {
                 throw ValidationError("--node: \"\(node)\" is not a DNS-like node name (or \(RegistryCredentials.adminName))")
@@ -59,7 +68,9 @@ struct RegistryCommand: AsyncParsableCommand {
         }
 
         func run() throws {
-            print(try RegistryCredentials(secretFile: secretFile).credential(for: node))
+            let credentials = try RegistryCredentials(secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
+            if let warning = credentials.warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+            print(credentials.credential(for: node))
         }
     }
 }

@@ -1,6 +1,7 @@
 import AgentDaemon
 import ArgumentParser
 import Foundation
+import IPsecPrimitives
 import Logging
 import Metrics
 import Prometheus
@@ -24,6 +25,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    @Flag(help: "Only warn (instead of refusing) when group or others can access the registry credential file.")
+    var insecureFilePermissions = false
 
     func run() async throws {
         let configuration = try AgentConfiguration.load(path: config)
@@ -49,7 +53,7 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("\(config): registry.credentialFile is required with the embedded registry")
             }
             registry = EmbeddedRegistryClient(baseURL: url, nodeName: configuration.nodeName,
-                                              credential: try Self.readCredential(path))
+                                              credential: try Self.readCredential(path, shared: insecureFilePermissions ? .warn : .refuse, logger: logger))
         case .etcd(let endpoints, let prefix):
             registry = try EtcdRegistry(configuration: EtcdConfiguration(endpoints: endpoints, prefix: prefix))
         }
@@ -66,11 +70,15 @@ struct RunCommand: AsyncParsableCommand {
         withExtendedLifetime(escalation) {}
     }
 
-    static func readCredential(_ path: String) throws -> String {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("cannot read the registry credential file \(path)")
+    static func readCredential(_ path: String, shared: SecretFile.SharedPolicy, logger: Logger) throws -> String {
+        let read: (bytes: [UInt8], warning: String?)
+        do {
+            read = try SecretFile.read(path: path, role: "registry credential file", shared: shared)
+        } catch {
+            throw ValidationError(error.description)
         }
-        let credential = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let warning = read.warning { logger.warning("\(warning)") }
+        let credential = String(decoding: read.bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !credential.isEmpty else { throw ValidationError("the registry credential file \(path) is empty") }
         return credential
     }

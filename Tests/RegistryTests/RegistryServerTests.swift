@@ -305,6 +305,11 @@ import Testing
         try "short\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect(throws: RegistryCredentials.Failure.self) { try RegistryCredentials(secretFile: file) }
         try "test-cluster-secret-0123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(chmod(file, 0o644) == 0)
+        #expect(throws: RegistryCredentials.Failure.self) { try RegistryCredentials(secretFile: file) }
+        #expect(try RegistryCredentials(secretFile: file, shared: .warn).warning?.contains("has mode 0644") == true)
+        #expect(chmod(file, 0o600) == 0)
+        #expect(try RegistryCredentials(secretFile: file).warning == nil)
         #expect(try RegistryCredentials(secretFile: file).credential(for: "node-a") == a)
         try? FileManager.default.removeItem(atPath: directory)
     }
