@@ -34,6 +34,11 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         other.family == address.family && IPPrefix.mask(other, length) == address
     }
 
+    /// True when some address is in both prefixes (one contains the other).
+    public func overlaps(_ other: IPPrefix) -> Bool {
+        contains(other.address) || other.contains(address)
+    }
+
     public var description: String { "\(address)/\(length)" }
 
     static func mask(_ a: IPAddress, _ length: Int) -> IPAddress {

@@ -232,7 +232,9 @@ struct RegistryAPI: Sendable {
     }
 
     private func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
-        let data = try JSONEncoder().encode(value)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes  // "10.1.0.0/24", as an operator reads it in curl output
+        let data = try encoder.encode(value)
         return Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: data)))

@@ -29,6 +29,8 @@ public struct RegistryServer: Service {
         /// Lines queued for a streaming watch whose client does not read, before that stream is ended with
         /// a resync line.
         public var maxPendingStreamLines: Int
+        /// What a record may claim (pod CIDRs and underlay addresses belong to one node; minimum prefix lengths).
+        public var claims: ClaimPolicy = ClaimPolicy()
 
         public init(
             host: String = "127.0.0.1", port: Int = 7470, dataDirectory: String, leaseTTL: Duration = .seconds(30),
@@ -71,7 +73,7 @@ public struct RegistryServer: Service {
         let store = try RegistryStore(
             directory: configuration.dataDirectory, leaseTTL: configuration.leaseTTL,
             historyLimit: configuration.historyLimit, maxPendingStreamLines: configuration.maxPendingStreamLines,
-            logger: logger)
+            claims: configuration.claims, logger: logger)
         let api = RegistryAPI(
             store: store, credentials: credentials, maxBodyBytes: configuration.maxBodyBytes,
             maxWatchWait: configuration.maxWatchWait, watchKeepalive: configuration.watchKeepalive, statistics: statistics)

@@ -42,6 +42,7 @@ actor RegistryStore {
     private let database: DatabasePool
     private let leaseTTL: Duration
     private let historyLimit: Int
+    private let claims: ClaimPolicy
     private let nowMillis: @Sendable () -> Int64
     private let logger: Logger
 
@@ -60,6 +61,7 @@ actor RegistryStore {
     /// Opens (or creates) `directory/registry.sqlite`.
     init(
         directory: String, leaseTTL: Duration, historyLimit: Int = 10_000, maxPendingStreamLines: Int = 4096,
+        claims: ClaimPolicy = ClaimPolicy(),
         nowMillis: @escaping @Sendable () -> Int64 = RegistryStore.wallClockMillis,
         logger: Logger
     ) throws {
@@ -68,6 +70,7 @@ actor RegistryStore {
         eventLoopGroup = group
         unownedExecutor = loop.executor.asUnownedSerialExecutor()
         self.leaseTTL = leaseTTL
+        self.claims = claims
         self.historyLimit = max(1, historyLimit)
         self.nowMillis = nowMillis
         self.logger = logger
@@ -217,6 +220,10 @@ actor RegistryStore {
     /// Stores a validated record, assigns its node ID, renews its lease. Throws `RegistryError` when no
     /// node ID is free.
     func publish(_ record: NodeRecord) throws -> NodeRecord {
+        if let stored = live[record.name]?.record { try record.checkTransition(from: stored) }
+        if let conflict = claims.conflict(of: record, among: live.values.lazy.map(\.record)) {
+            throw RegistryError.rejected(status: conflict.reason == .prefixTooShort ? 422 : 409, message: conflict.message)
+        }
         let now = nowMillis()
         var stored = record
         stored.nodeID = try assignNodeID(for: record)

@@ -30,20 +30,28 @@ struct RegistryCommand: AsyncParsableCommand {
         @Flag(help: "Only warn (instead of refusing) when group or others can access the secret file.")
         var insecureFilePermissions = false
 
+        @Option(help: "Shortest IPv4 pod CIDR a node may claim (a default route is always refused).")
+        var minimumPrefixIPv4: Int = 16
+
+        @Option(help: "Shortest IPv6 pod CIDR a node may claim.")
+        var minimumPrefixIPv6: Int = 48
+
         func validate() throws {
             guard RegistryServer.parseListenAddress(listen) != nil else {
                 throw ValidationError("--listen: expected HOST:PORT or [IPV6]:PORT, got \"\(listen)\"")
             }
             guard (1...86_400).contains(leaseTTL) else { throw ValidationError("--lease-ttl: expected 1…86400 seconds, got \(leaseTTL)") }
+            guard (1...32).contains(minimumPrefixIPv4) else { throw ValidationError("--minimum-prefix-ipv4: expected 1…32, got \(minimumPrefixIPv4)") }
+            guard (1...128).contains(minimumPrefixIPv6) else { throw ValidationError("--minimum-prefix-ipv6: expected 1…128, got \(minimumPrefixIPv6)") }
         }
 
         func run() async throws {
             let (host, port) = RegistryServer.parseListenAddress(listen)!
             let credentials = try RegistryCredentials(secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
             if let warning = credentials.warning { Logger(label: "ipsec-agent.registry").warning("\(warning)") }
-            let server = RegistryServer(
-                configuration: .init(host: host, port: port, dataDirectory: data, leaseTTL: .seconds(leaseTTL)),
-                credentials: credentials)
+            var configuration = RegistryServer.Configuration(host: host, port: port, dataDirectory: data, leaseTTL: .seconds(leaseTTL))
+            configuration.claims = ClaimPolicy(minimumIPv4PrefixLength: minimumPrefixIPv4, minimumIPv6PrefixLength: minimumPrefixIPv6)
+            let server = RegistryServer(configuration: configuration, credentials: credentials)
             try await server.runUntilSignalled()
         }
     }

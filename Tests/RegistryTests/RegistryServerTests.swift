@@ -9,10 +9,9 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct RegistryServerTests {
     private func record(_ name: String, spi: UInt8 = 1, nodeID: UInt16 = 0) -> NodeRecord {
         NodeRecord(
-            name: name, nodeID: nodeID, ipv4: IPAddress("192.0.2.\(name.utf8.count)"), podCIDRs: [IPPrefix("10.1.0.0/24")!],
+            name: name, nodeID: nodeID, ipv4: ownClaims(of: name).underlay, podCIDRs: [ownClaims(of: name).pods],
             bootID: "boot-\(name)", spi: KeyID(spi), keyFingerprint: "fp\(spi)")
     }
-
 
     @Test(arguments: [EmbeddedRegistryClient.WatchTransport.stream, .longPoll])
     func watchDeliversEveryChangeInOrderIncludingAdminDeletions(transport: EmbeddedRegistryClient.WatchTransport) async throws {
@@ -180,6 +179,71 @@ import Testing
             let after = try await server.client("node-a").list()
             #expect(after.revision == start)
             #expect(after.records.isEmpty)
+        }
+    }
+
+    /// One node's credential cannot make the registry carry a record that claims another node's pod CIDRs or
+    /// underlay, a default route or a too-broad prefix: refused naming the other node and prefix, nothing stored.
+    @Test func refusesClaimsOnOtherNodesAndTooBroadPrefixes() async throws {
+        try await TestRegistryServer.with { server in
+            let a = server.client("node-a")
+            let stored = try await a.publish(record("node-a"))
+            let start = try await a.list().revision
+            let (underlayA, podsA) = ownClaims(of: "node-a")
+            func put(_ change: (inout NodeRecord) -> Void) async throws -> (status: Int, body: String) {
+                var b = record("node-b")
+                change(&b)
+                return try await server.raw(.PUT, "/v1/nodes/node-b", as: "node-b", body: Array(try JSONEncoder().encode(b)))
+            }
+            let cases: [(String, (inout NodeRecord) -> Void, Int, [String])] = [
+                ("the same CIDR", { $0.podCIDRs = [podsA] }, 409, ["\(podsA)", "node-a"]),
+                ("a CIDR inside", { $0.podCIDRs = [IPPrefix(address: podsA.address, length: 26)!] }, 409, ["overlaps \(podsA)", "node-a"]),
+                ("a CIDR around", { $0.podCIDRs = [IPPrefix(address: podsA.address, length: 20)!] }, 409, ["overlaps \(podsA)", "node-a"]),
+                ("the underlay", { $0.ipv4 = underlayA }, 409, ["ipv4: \(underlayA) is the underlay address of node node-a"]),
+                ("a CIDR over the underlay", { $0.podCIDRs = [IPPrefix(address: underlayA, length: 24)!] }, 409, ["the underlay address of node node-a"]),
+                ("0.0.0.0/0", { $0.podCIDRs = [IPPrefix("0.0.0.0/0")!] }, 422, ["0.0.0.0/0 is a default route"]),
+                ("::/0", { $0.podCIDRs = [IPPrefix("::/0")!] }, 422, ["::/0 is a default route"]),
+                ("a /8", { $0.podCIDRs = [IPPrefix("11.0.0.0/8")!] }, 422, ["11.0.0.0/8 is broader than /16"]),
+                ("a /32 of IPv6", { $0.podCIDRs = [IPPrefix("fd00::/32")!] }, 422, ["fd00::/32 is broader than /48"]),
+            ]
+            for (what, change, status, phrases) in cases {
+                let answer = try await put(change)
+                #expect(answer.status == status, "\(what): \(answer)")
+                for phrase in phrases { #expect(answer.body.contains(phrase), "\(what): \(answer.body)") }
+            }
+            let after = try await a.list()
+            #expect(after.revision == start)
+            #expect(after.records == [stored])
+            #expect(try await put { _ in }.status == 200)  // its own addresses are fine
+        }
+    }
+
+    /// `spi` and `encryptSpi` only move forward (1–7 steps, wrapping 15 → 1) while the bootID stays; a replayed
+    /// or forged older record is refused, a rebooted node starts over.
+    @Test func keyIDsOnlyMoveForwardWithinOneBoot() async throws {
+        try await TestRegistryServer.with { server in
+            let a = server.client("node-a")
+            var r = record("node-a", spi: 14)
+            r.encryptSpi = KeyID(14)
+            _ = try await a.publish(r)
+            func put(spi: UInt8?, encrypt: UInt8?, boot: String = "boot-node-a") async throws -> Int {
+                var next = r
+                next.spi = spi.flatMap { KeyID($0) }
+                next.encryptSpi = encrypt.flatMap { KeyID($0) }
+                next.bootID = boot
+                return try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", body: Array(try JSONEncoder().encode(next))).status
+            }
+            #expect(try await put(spi: 13, encrypt: 14) == 409)
+            #expect(try await put(spi: 14, encrypt: 13) == 409)
+            #expect(try await put(spi: nil, encrypt: 14) == 409)
+            #expect(try await put(spi: 7, encrypt: 14) == 409)  // 8 steps ahead reads as behind
+            #expect(try await put(spi: 1, encrypt: 14) == 200)  // 14 → 1 is two steps
+            #expect(try await put(spi: 1, encrypt: 1) == 200)
+            let back = try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", body: Array(try JSONEncoder().encode(r)))
+            #expect(back.status == 409)
+            #expect(back.body.contains("spi: 14 would move node-a back from key 1"), "\(back.body)")
+            #expect(try await put(spi: 3, encrypt: nil, boot: "rebooted") == 200)
+            #expect(try await a.list().records.first?.spi == KeyID(3))
         }
     }
 

@@ -16,7 +16,7 @@ import Glibc
 /// client on it, and `RegistryClient` over it through a server restart.
 @Suite(.timeLimit(.minutes(2))) struct RegistryStreamWatchTests {
     private func record(_ name: String, spi: UInt8 = 1) -> NodeRecord {
-        NodeRecord(name: name, ipv4: IPAddress("192.0.2.7"), bootID: "boot-\(name)", spi: KeyID(spi), keyFingerprint: "fp\(spi)")
+        NodeRecord(name: name, ipv4: ownClaims(of: name).underlay, bootID: "boot-\(name)", spi: KeyID(spi), keyFingerprint: "fp\(spi)")
     }
 
 

@@ -1,3 +1,4 @@
+import IPsecPrimitives
 import Registry
 
 extension AsyncStream<RegistryClient.Update>.Iterator {
@@ -31,4 +32,11 @@ extension InMemoryNodeRegistry {
     func waitUntilWatched() async {
         while openWatchCount < 1 { await Task.yield() }
     }
+}
+
+/// An underlay address and pod CIDR of a test node's own, derived from its name: no two test nodes collide
+/// (the registry refuses a record that claims another live node's addresses).
+func ownClaims(of name: String) -> (underlay: IPAddress, pods: IPPrefix) {
+    let n = name.utf8.reduce(UInt32(0)) { ($0 &* 31 &+ UInt32($1)) % 65_521 }
+    return (.v4(0xC000_0000 | n), IPPrefix(address: .v4(0x0A00_0000 | n << 8), length: 24)!)
 }
