@@ -40,6 +40,8 @@ public actor AgentController {
         /// than 16 doubling (16, 32, 52), but no gain in rotation/floor showed in three pooled comparisons
         /// (docs/benchmarks.md, session 10), so the defaults stay.
         public var batchGrowth = 2
+        /// What a peer record may claim; a record claiming more is refused (`PeerRecordScreen`).
+        public var claims = ClaimPolicy()
         public init() {}
     }
 
@@ -113,6 +115,7 @@ public actor AgentController {
     // Status
     private var lastReconcile: ReconcileReport?
     private var lastError: String?
+    private var screen: PeerRecordScreen
 
     public init(local: LocalNode, kernel: any XFRMKernel, encryptMap: any EncryptMap, publisher: any RecordPublisher,
                 keyOperations: KeyOperations, settings: Settings = Settings(),
@@ -125,6 +128,7 @@ public actor AgentController {
         self.keyOps = keyOperations
         self.derive = keyOperations.derive
         self.settings = settings
+        screen = PeerRecordScreen(policy: settings.claims)
         self.now = now
         self.logger = logger
         self.metrics = metrics
@@ -373,7 +377,8 @@ public actor AgentController {
         registryConnected = connected
         var touched: [Int] = []  // slots (an insertion appends: earlier slots stay valid)
         var seen = Set<String>()
-        for record in records where record.name != local.name {
+        // In the order the registry stored them: of two records claiming the same prefix, the earlier one holds it.
+        for record in records.sorted(by: { $0.revision < $1.revision }) where record.name != local.name {
             guard record.nodeID != 0,
                   let underlay = local.underlay.family == .v4 ? record.ipv4 : record.ipv6 else { continue }
             seen.insert(record.name)
@@ -384,6 +389,13 @@ public actor AgentController {
             if let slot { peers[slot].departedAt = nil }
             let previous = slot.map { peers.entries[$0].peer }
             guard previous != peer else { continue }
+            if previous?.podCIDRs != peer.podCIDRs || previous?.underlay != peer.underlay {
+                if let conflict = screen.conflict(of: record, local: local, peers: peers) {
+                    refuse(record, conflict)
+                    continue
+                }
+                screen.accepted(record.name)
+            }
             // Only a change other than the peer's own acknowledgement needs acknowledging: acknowledging
             // acknowledgements made every idle pair of agents republish each other forever.
             if previous.map({ !$0.differsOnlyInAcknowledgement(from: peer) }) ?? true {
@@ -424,6 +436,16 @@ public actor AgentController {
         updateEncryptEntries()
         await advance()
         await acknowledgeIfDue()
+    }
+
+    /// A peer record whose claims are not its own: the peer stays as it was; logged and counted once per version.
+    private func refuse(_ record: NodeRecord, _ conflict: ClaimConflict) {
+        guard screen.firstReport(of: record) else { return }
+        lastError = "peer record \(record.name) refused: \(conflict.message)"
+        metrics.peerRecordRejected(reason: conflict.reason.rawValue)
+        logger.error("peer record refused; keeping that peer's last good state", metadata: [
+            "peer": "\(record.name)", "recordRevision": "\(record.revision)", "reason": "\(conflict.reason.rawValue)",
+            "problem": "\(conflict.message)"])
     }
 
     /// Keys a new peer gets SAs for: every key this node may send or receive with.

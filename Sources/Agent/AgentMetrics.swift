@@ -39,6 +39,10 @@ public struct AgentMetrics: Sendable {
         Counter(label: "ipsec_key_load_errors_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
+    func peerRecordRejected(reason: String) {
+        Counter(label: "ipsec_peer_records_rejected_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
     func xfrmError() {
         Counter(label: "ipsec_xfrm_request_errors_total", factory: factory).increment()
     }

@@ -32,6 +32,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var bootIDFile: String
     /// Lower the namespace's XFRM policy hash thresholds so the agent's policies are hashed (docs/datapath.md).
     public var xfrmPolicyHashing: Bool
+    /// The broadest pod CIDR a peer record may claim, per family (broader ones are refused; docs/registry.md).
+    public var minimumPodPrefixIPv4: Int
+    public var minimumPodPrefixIPv6: Int
 
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
         public var file: String
@@ -54,7 +57,7 @@ public struct AgentConfiguration: Sendable, Equatable {
     static let knownKeys: Set<String> = [
         "node", "underlay", "podCIDRs", "keyFile", "registry", "interfaces", "bpfPinDirectory", "reconcileInterval",
         "rotationJitter", "rotationFallbackTimeout", "fallbackQuietWindow", "peerRemovalGrace", "adminListen",
-        "networkNamespace", "bootIDFile", "xfrmPolicyHashing",
+        "networkNamespace", "bootIDFile", "xfrmPolicyHashing", "minimumPodPrefixIPv4", "minimumPodPrefixIPv6",
     ]
     static let registryKeys: Set<String> = ["embedded", "etcd", "etcdPrefix", "credentialFile"]
 
@@ -127,7 +130,9 @@ public struct AgentConfiguration: Sendable, Equatable {
             adminListen: try reader.listenAddress("adminListen") ?? "127.0.0.1:9479",
             networkNamespace: try reader.optionalString("networkNamespace"),
             bootIDFile: try reader.optionalString("bootIDFile") ?? "/proc/sys/kernel/random/boot_id",
-            xfrmPolicyHashing: try reader.bool("xfrmPolicyHashing", default: true))
+            xfrmPolicyHashing: try reader.bool("xfrmPolicyHashing", default: true),
+            minimumPodPrefixIPv4: try reader.integer("minimumPodPrefixIPv4", default: 16, in: 1...32),
+            minimumPodPrefixIPv6: try reader.integer("minimumPodPrefixIPv6", default: 48, in: 1...128))
     }
 
     /// Settings that work but that an operator should hear about at start-up.
@@ -224,6 +229,14 @@ public struct AgentConfiguration: Sendable, Equatable {
                 throw error(key, "expected HOST:PORT (IPv6 in brackets, [::1]:9479), got \"\(text.prefix(64))\"")
             }
             return text
+        }
+
+        func integer(_ key: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+            guard let text = try optionalString(key) else { return value }
+            guard let n = Int(text), range.contains(n) else {
+                throw error(key, "expected a whole number \(range.lowerBound)…\(range.upperBound), got \"\(text.prefix(32))\"")
+            }
+            return n
         }
 
         func bool(_ key: String, default value: Bool) throws -> Bool {

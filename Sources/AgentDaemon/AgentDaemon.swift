@@ -97,6 +97,8 @@ public struct AgentDaemon: Service {
             settings.fallbackTimeout = config.rotationFallbackTimeout
             settings.quietWindow = config.fallbackQuietWindow
             settings.peerRemovalGrace = config.peerRemovalGrace
+            settings.claims = ClaimPolicy(minimumIPv4PrefixLength: config.minimumPodPrefixIPv4,
+                                          minimumIPv6PrefixLength: config.minimumPodPrefixIPv6)
             let clock = ContinuousClock()
             let origin = clock.now
             let controller = AgentController(

@@ -23,7 +23,7 @@ public struct ClaimPolicy: Sendable, Hashable {
     public func conflict(of record: NodeRecord, among others: some Sequence<NodeRecord>) -> ClaimConflict? {
         if let broad = tooBroad(record) { return broad }
         for other in others where other.name != record.name {
-            if let conflict = conflict(record.name, claims: record, against: other.name, holding: other) { return conflict }
+            if let conflict = conflict(record, against: other.name, holding: other) { return conflict }
         }
         return nil
     }
@@ -40,27 +40,33 @@ public struct ClaimPolicy: Sendable, Hashable {
         return nil
     }
 
-    /// What `claimant`'s record claims of `owner`'s: overlapping pod CIDRs, the same underlay address, or a
-    /// pod CIDR that covers the owner's underlay address. Also used by an agent with its own node as owner.
-    public func conflict(_ claimant: String, claims record: NodeRecord, against owner: String,
-                         holding held: NodeRecord) -> ClaimConflict? {
+    /// What `record` claims of `owner`'s: overlapping pod CIDRs, the same underlay address, or a pod CIDR that
+    /// covers the owner's underlay address (or an underlay inside the owner's pod CIDRs).
+    public func conflict(_ record: NodeRecord, against owner: String, holding held: NodeRecord) -> ClaimConflict? {
+        conflict(record, against: owner, underlays: (held.ipv4, held.ipv6), podCIDRs: held.podCIDRs)
+    }
+
+    /// The same, with the owner's claims given directly (an agent's own node, or a peer it accepted).
+    public func conflict(_ record: NodeRecord, against owner: String, underlays: (IPAddress?, IPAddress?),
+                         podCIDRs: [IPPrefix]) -> ClaimConflict? {
         for prefix in record.podCIDRs {
-            if let theirs = held.podCIDRs.first(where: { $0.overlaps(prefix) }) {
+            if let theirs = podCIDRs.first(where: { $0.overlaps(prefix) }) {
                 return ClaimConflict(reason: .podCIDROverlap, otherNode: owner,
                                      message: "podCIDRs: \(prefix) overlaps \(theirs), which belongs to node \(owner)")
             }
-            for address in [held.ipv4, held.ipv6].compactMap({ $0 }) where prefix.contains(address) {
+            for address in [underlays.0, underlays.1] {
+                guard let address, prefix.contains(address) else { continue }
                 return ClaimConflict(reason: .underlayTaken, otherNode: owner,
                                      message: "podCIDRs: \(prefix) contains \(address), the underlay address of node \(owner)")
             }
         }
         for (field, address) in [("ipv4", record.ipv4), ("ipv6", record.ipv6)] {
             guard let address else { continue }
-            if address == held.ipv4 || address == held.ipv6 {
+            if address == underlays.0 || address == underlays.1 {
                 return ClaimConflict(reason: .underlayTaken, otherNode: owner,
                                      message: "\(field): \(address) is the underlay address of node \(owner)")
             }
-            if let theirs = held.podCIDRs.first(where: { $0.contains(address) }) {
+            if let theirs = podCIDRs.first(where: { $0.contains(address) }) {
                 return ClaimConflict(reason: .underlayTaken, otherNode: owner,
                                      message: "\(field): \(address) is inside \(theirs), a pod CIDR of node \(owner)")
             }

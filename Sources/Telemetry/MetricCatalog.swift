@@ -30,6 +30,7 @@ public enum MetricCatalog {
         "ipsec_key_fingerprint_mismatches_total": "Peers seen advertising our key ID with another key fingerprint.",
         // Key file
         "ipsec_key_load_errors_total": "Key files rejected, by reason (invalid, same_spi, rotation_rule, key_id_order).",
+        "ipsec_peer_records_rejected_total": "Peer records refused for claiming what is not theirs, by reason (prefix_too_short, pod_cidr_overlap, underlay_taken).",
         "ipsec_key_file_insecure_permissions": "1 when the key file is readable by group or others.",
         // Process
         "ipsec_build_info": "Build information; the value is always 1.",
