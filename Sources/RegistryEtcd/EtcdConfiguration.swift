@@ -1,4 +1,5 @@
 import Logging
+import Registry
 
 /// Settings of an ``EtcdRegistry``.
 public struct EtcdConfiguration: Sendable {
@@ -15,6 +16,8 @@ public struct EtcdConfiguration: Sendable {
     public var nodeIDs: ClosedRange<UInt16>
     /// Largest response body accepted from a unary call.
     public var maxResponseBytes: Int
+    /// What a record may claim; a publish claiming more is refused before anything is written.
+    public var claims: ClaimPolicy = ClaimPolicy()
     public var logger: Logger
 
     public init(

@@ -234,12 +234,18 @@ public actor EtcdRegistry: NodeRegistry {
 
     /// One transaction: if `<prefix>ids/<id>` is absent (or still ours when `alreadyHeld`), put it
     /// and the record, both on `lease`; otherwise read who owns it.
+    /// The records are read first and `record` is checked against them (claims, key-ID order); the transaction
+    /// only succeeds if no record was written since, so two nodes cannot both claim one prefix.
     private func claim(_ id: UInt16, for record: NodeRecord, lease: Int64, alreadyHeld: Bool) async throws -> ClaimOutcome {
+        let checkedAt = try await checkClaims(of: record)
         let idKey = EtcdWire.base64(keyspace.idKey(id))
         let owner = EtcdWire.base64(record.name)
         let leaseText = String(lease)
+        let recordsPrefix = Array(keyspace.recordsPrefix.utf8)
         let txn = EtcdWire.TxnRequest(
-            compare: [alreadyHeld ? .valueEquals(idKey, owner) : .absent(idKey)],
+            compare: [alreadyHeld ? .valueEquals(idKey, owner) : .absent(idKey),
+                      .unmodifiedSince(EtcdWire.base64(recordsPrefix), rangeEnd: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: recordsPrefix)),
+                                       revision: checkedAt)],
             success: [
                 .put(.init(key: idKey, value: owner, lease: leaseText)),
                 .put(.init(key: EtcdWire.base64(keyspace.recordKey(record.name)), value: try codec.encode(record), lease: leaseText)),
@@ -255,6 +261,21 @@ public actor EtcdRegistry: NodeRegistry {
         }
         let kv = answer.responses?.first?.response_range?.kvs?.first
         return .lost(currentOwner: kv.flatMap { EtcdWire.bytes(base64: $0.value) }.map { String(decoding: $0, as: UTF8.self) })
+    }
+
+    /// Refuses `record` when the stored records make it invalid (`ClaimPolicy`, `checkTransition`); returns the
+    /// revision the check was made at.
+    private func checkClaims(of record: NodeRecord) async throws -> Int64 {
+        let snapshot = try await list()
+        do {
+            if let stored = snapshot.records.first(where: { $0.name == record.name }) { try record.checkTransition(from: stored) }
+        } catch {
+            throw EtcdRegistryError.refused(error)
+        }
+        if let conflict = configuration.claims.conflict(of: record, among: snapshot.records) {
+            throw EtcdRegistryError.refused(.rejected(status: conflict.reason == .prefixTooShort ? 422 : 409, message: conflict.message))
+        }
+        return snapshot.revision
     }
 
     /// Deletes ID claims this node no longer uses (only while they still name it).

@@ -1,3 +1,5 @@
+import Registry
+
 /// Errors of the etcd registry backend. Descriptions name the endpoint, the gateway path or the
 /// field at fault; they never carry record payloads or credentials.
 public enum EtcdRegistryError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -23,6 +25,9 @@ public enum EtcdRegistryError: Error, Hashable, Sendable, CustomStringConvertibl
     case watchCanceled(endpoint: String, reason: String)
     /// The watch stream ended without being canceled (connection closed).
     case watchConnectionLost(endpoint: String)
+    /// The record was refused before anything was written: it claims another node's addresses or too much, or
+    /// its key IDs go back (the same rules the embedded registry enforces).
+    case refused(RegistryError)
 
     /// gRPC code 14 (UNAVAILABLE): the member cannot serve now (no leader, stopping); another may.
     var isUnavailable: Bool {
@@ -62,6 +67,8 @@ public enum EtcdRegistryError: Error, Hashable, Sendable, CustomStringConvertibl
             "etcd \(endpoint)/v3/watch canceled: \(reason)"
         case .watchConnectionLost(let endpoint):
             "etcd \(endpoint)/v3/watch: connection closed"
+        case .refused(let error):
+            "etcd registry refused the record: \(error)"
         }
     }
 }

@@ -65,12 +65,20 @@ enum EtcdWire {
     // MARK: Transactions
 
     struct Compare: Encodable, Sendable {
-        enum Target: String, Encodable, Sendable { case CREATE, VALUE }
+        enum Target: String, Encodable, Sendable { case CREATE, VALUE, MOD }
         var key: String
+        var range_end: String?
         var target: Target
         var result = "EQUAL"
         var create_revision: String?
+        var mod_revision: String?
         var value: String?
+
+        /// True when every key in [key, rangeEnd) was last written at or before `revision`. (A key deleted since
+        /// is not seen; the record check this guards only concerns records that exist.)
+        static func unmodifiedSince(_ key: String, rangeEnd: String, revision: Int64) -> Compare {
+            Compare(key: key, range_end: rangeEnd, target: .MOD, result: "LESS", mod_revision: String(revision + 1))
+        }
 
         /// True when the key does not exist (its create_revision is 0).
         static func absent(_ key: String) -> Compare {

@@ -55,7 +55,10 @@ struct RunCommand: AsyncParsableCommand {
             registry = EmbeddedRegistryClient(baseURL: url, nodeName: configuration.nodeName,
                                               credential: try Self.readCredential(path, shared: insecureFilePermissions ? .warn : .refuse, logger: logger))
         case .etcd(let endpoints, let prefix):
-            registry = try EtcdRegistry(configuration: EtcdConfiguration(endpoints: endpoints, prefix: prefix))
+            var etcd = EtcdConfiguration(endpoints: endpoints, prefix: prefix)
+            etcd.claims = ClaimPolicy(minimumIPv4PrefixLength: configuration.minimumPodPrefixIPv4,
+                                      minimumIPv6PrefixLength: configuration.minimumPodPrefixIPv6)
+            registry = try EtcdRegistry(configuration: etcd)
         }
 
         let handle = AgentHandle()

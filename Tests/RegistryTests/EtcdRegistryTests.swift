@@ -11,9 +11,11 @@ import Testing
 @Suite(.serialized, .enabled(if: EtcdTestServer.isAvailable, EtcdTestServer.skipReason))
 struct EtcdRegistryTests {
     static func record(_ name: String, spi: UInt8? = nil, nodeID: UInt16 = 0) -> NodeRecord {
-        NodeRecord(
-            name: name, nodeID: nodeID, ipv4: IPAddress("10.0.0.\(name.utf8.count)"), ipv6: IPAddress("fd00::\(name.utf8.count)"),
-            podCIDRs: [IPPrefix("10.244.\(name.utf8.count).0/24")!], bootID: "boot-\(name)", spi: spi.flatMap { KeyID($0) },
+        let own = ownClaims(of: name)
+        guard case .v4(let n) = own.underlay else { fatalError() }
+        return NodeRecord(
+            name: name, nodeID: nodeID, ipv4: own.underlay, ipv6: .v6(0xFD00 << 112 | UInt128(n & 0xFFFF)),
+            podCIDRs: [own.pods], bootID: "boot-\(name)", spi: spi.flatMap { KeyID($0) },
             encryptSpi: spi.flatMap { KeyID($0) }, keyFingerprint: "fp-\(name)", xfrmRevision: 7)
     }
 
@@ -41,6 +43,39 @@ struct EtcdRegistryTests {
                 return []
             }
             return events
+        }
+    }
+
+    /// The etcd backend holds the embedded registry's rules: no record claiming another live node's pod CIDRs
+    /// or underlay, no default route or too-broad prefix, no key ID going back; nothing is written.
+    @Test func refusesForeignClaimsAndKeyIDsGoingBack() async throws {
+        try await EtcdTestServer.with { server in
+            let registry = try server.registry()
+            let a = try await registry.publish(Self.record("node-a", spi: 3))
+            func refusal(_ record: NodeRecord) async -> String? {
+                do {
+                    _ = try await registry.publish(record)
+                    return nil
+                } catch {
+                    return "\(error)"
+                }
+            }
+            var b = Self.record("node-b")
+            b.podCIDRs = [IPPrefix(address: a.podCIDRs[0].address, length: 25)!]
+            #expect(await refusal(b)?.contains("overlaps \(a.podCIDRs[0]), which belongs to node node-a") == true)
+            b = Self.record("node-b")
+            b.ipv6 = a.ipv6
+            #expect(await refusal(b)?.contains("is the underlay address of node node-a") == true)
+            b = Self.record("node-b")
+            b.podCIDRs = [IPPrefix("0.0.0.0/0")!]
+            #expect(await refusal(b)?.contains("0.0.0.0/0 is a default route") == true)
+            var back = Self.record("node-a", spi: 2)
+            back.nodeID = a.nodeID
+            #expect(await refusal(back)?.contains("would move node-a back from key 3") == true)
+            let snapshot = try await registry.list()
+            #expect(snapshot.records.map(\.name) == ["node-a"])
+            #expect(snapshot.records.first?.spi == KeyID(3))
+            #expect(await refusal(Self.record("node-b")) == nil)
         }
     }
 
@@ -109,8 +144,12 @@ struct EtcdRegistryTests {
         try await EtcdTestServer.with { server in
             let registry = try server.registry(nodeIDs: 1...8)
             let stored = try await withThrowingTaskGroup(of: NodeRecord.self) { group in
-                for spi in UInt8(1)...6 {
-                    group.addTask { try await registry.publish(Self.record("same", spi: spi)) }
+                for revision in Int64(1)...6 {
+                    // One key ID throughout: overlapping publishes with different IDs could land out of order,
+                    // which the key-ID rule refuses.
+                    var record = Self.record("same", spi: 3)
+                    record.xfrmRevision = revision
+                    group.addTask { try await registry.publish(record) }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
