@@ -80,7 +80,8 @@ public struct AgentDaemon: Service {
             // (never a new key ID) to learn our node ID.
             let own = await self.lastOwnRecord()
             var base = NodeRecord(name: config.nodeName, nodeID: own?.nodeID ?? 0, ipv4: config.underlayIPv4,
-                                  ipv6: config.underlayIPv6, podCIDRs: config.podCIDRs, bootID: bootID)
+                                  ipv6: config.underlayIPv6, podCIDRs: config.podCIDRs, bootID: bootID,
+                                  sequence: own?.sequence ?? 0)
             if let own, own.bootID == bootID {
                 base.spi = own.spi
                 base.encryptSpi = own.encryptSpi

@@ -25,6 +25,9 @@ public struct NodeRecord: Hashable, Sendable, Codable {
     public var xfrmRevision: Int64
     /// Registry-assigned time of the last heartbeat, milliseconds since the epoch (0 if unknown).
     public var heartbeatMillis: Int64
+    /// Set by the writer, larger at every write (wall-clock milliseconds, see `WriteSequence`): the registry
+    /// refuses a write whose sequence is not larger than the stored one, so a replayed request is refused.
+    public var sequence: Int64
     /// The registry revision at which this record was last stored; set by the registry, ignored on publish.
     /// A peer whose `xfrmRevision` is at least this value has applied this record to its datapath.
     public var revision: Int64
@@ -32,7 +35,7 @@ public struct NodeRecord: Hashable, Sendable, Codable {
     public init(
         name: String, nodeID: UInt16 = 0, ipv4: IPAddress? = nil, ipv6: IPAddress? = nil, podCIDRs: [IPPrefix] = [],
         bootID: String = "", spi: KeyID? = nil, encryptSpi: KeyID? = nil, keyFingerprint: String = "",
-        xfrmRevision: Int64 = 0, heartbeatMillis: Int64 = 0, revision: Int64 = 0
+        xfrmRevision: Int64 = 0, heartbeatMillis: Int64 = 0, sequence: Int64 = 0, revision: Int64 = 0
     ) {
         self.name = name
         self.nodeID = nodeID
@@ -45,16 +48,18 @@ public struct NodeRecord: Hashable, Sendable, Codable {
         self.keyFingerprint = keyFingerprint
         self.xfrmRevision = xfrmRevision
         self.heartbeatMillis = heartbeatMillis
+        self.sequence = sequence
         self.revision = revision
     }
 
     private enum CodingKeys: String, CodingKey {
         case name, nodeID, ipv4, ipv6, podCIDRs, bootID, spi, encryptSpi, keyFingerprint, xfrmRevision,
-             heartbeatMillis, revision
+             heartbeatMillis, sequence, revision
     }
 
     /// Decodes a record: the fields a node must publish are required; those the registry assigns (`nodeID`,
-    /// `heartbeatMillis`, `revision`) and the optional ones may be absent.
+    /// `heartbeatMillis`, `revision`) and the optional ones may be absent. A missing `sequence` reads as 0, which
+    /// the registry accepts only for a node it has no record of.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
@@ -68,6 +73,7 @@ public struct NodeRecord: Hashable, Sendable, Codable {
         keyFingerprint = try c.decode(String.self, forKey: .keyFingerprint)
         xfrmRevision = try c.decode(Int64.self, forKey: .xfrmRevision)
         heartbeatMillis = try c.decodeIfPresent(Int64.self, forKey: .heartbeatMillis) ?? 0
+        sequence = try c.decodeIfPresent(Int64.self, forKey: .sequence) ?? 0
         revision = try c.decodeIfPresent(Int64.self, forKey: .revision) ?? 0
     }
 }

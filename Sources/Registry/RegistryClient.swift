@@ -145,6 +145,8 @@ public actor RegistryClient {
             acknowledgedRecord = stored
         }
         if desiredRecord?.nodeID == 0 { desiredRecord?.nodeID = stored.nodeID }
+        // The next write must be newer than this one (the registry refuses anything else as a replay).
+        if let desired = desiredRecord?.sequence, desired < stored.sequence { desiredRecord?.sequence = stored.sequence }
         for (id, waiter) in publishWaiters where waiter.generation <= acknowledgedGeneration {
             publishWaiters[id] = nil
             waiter.continuation.resume(returning: stored)

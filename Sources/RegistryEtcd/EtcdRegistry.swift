@@ -29,6 +29,9 @@ public actor EtcdRegistry: NodeRegistry {
     /// Last stored record of each node, republished when its lease is found gone.
     private var published: [String: NodeRecord] = [:]
 
+    /// Stamps every record written through this instance (see `WriteSequence`).
+    private let writeSequence = WriteSequence()
+
     /// Node-ID transactions lost to concurrent registrations before giving up.
     static let maxClaimAttempts = 64
 
@@ -50,6 +53,8 @@ public actor EtcdRegistry: NodeRegistry {
 
     public func publish(_ record: NodeRecord) async throws -> NodeRecord {
         try EtcdKeyspace.validate(name: record.name)
+        var record = record
+        record.sequence = writeSequence.next(after: max(record.sequence, published[record.name]?.sequence ?? 0))
         let lease = try await currentLease(for: record.name)
         let stored: NodeRecord
         do {

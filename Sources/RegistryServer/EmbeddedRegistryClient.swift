@@ -35,6 +35,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     /// Deadline of an ordinary request (publish, heartbeat, list, delete), and of a stream's answer head.
     public let requestTimeout: Duration
     public let watchTransport: WatchTransport
+    /// Stamps every record this client writes (copies of the client share it).
+    private let sequence = WriteSequence()
 
     /// - Parameters:
     ///   - baseURL: e.g. `http://10.0.0.1:7470`.
@@ -69,6 +71,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     // MARK: NodeRegistry
 
     public func publish(_ record: NodeRecord) async throws -> NodeRecord {
+        var record = record
+        record.sequence = sequence.next(after: record.sequence)
         let body = try JSONEncoder().encode(record)
         let data = try await send(.PUT, "/v1/nodes/\(try pathComponent(record.name))", body: body, timeout: requestTimeout)
         return try decode(NodeRecord.self, data)

@@ -9,7 +9,7 @@ import Testing
 @Suite(.serialized, .enabled(if: Privileges.canCreateNamespaces && AgentProcess.available, "needs root, ip netns and the built ipsec-agent"))
 struct GracefulStopTests {
     /// A node's files: secret, credential, key file, config; the registry and the agent as child processes.
-    final class Node {
+    final class Node: @unchecked Sendable {
         let directory: String
         let namespace: NetworkNamespace
         let registryPort = Int.random(in: 20_000...40_000)
@@ -62,8 +62,8 @@ struct GracefulStopTests {
     }
 
     static func expectCleanStop(_ agent: AgentProcess, _ phase: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        defer { agent.kill9() }
         let stopped = try await agent.stop()
+        if stopped == nil { _ = try await offThePool { agent.kill9() } }
         #expect(stopped != nil, "\(phase): still running 10 s after SIGTERM\n\(agent.log)", sourceLocation: sourceLocation)
         guard let stopped else { return }
         #expect(stopped.status == 0, "\(phase): exit status \(stopped.status)\n\(agent.log)", sourceLocation: sourceLocation)
@@ -72,7 +72,7 @@ struct GracefulStopTests {
     }
 
     @Test func beforeRegistrationWithTheRegistryUnreachable() async throws {
-        let node = try Node()
+        let node = try await offThePool { try Node() }
         defer { node.destroy() }
         let agent = try node.startAgent()
         #expect(try await agent.waitForLog("registry not reachable yet"), "\(agent.log)")
@@ -80,7 +80,7 @@ struct GracefulStopTests {
     }
 
     @Test func registeredAndIdle() async throws {
-        let node = try Node()
+        let node = try await offThePool { try Node() }
         defer { node.destroy() }
         try await node.startRegistry()
         let agent = try node.startAgent()
@@ -89,31 +89,33 @@ struct GracefulStopTests {
     }
 
     @Test func registeredWithTheRegistryGone() async throws {
-        let node = try Node()
+        let node = try await offThePool { try Node() }
         defer { node.destroy() }
         try await node.startRegistry()
         let agent = try node.startAgent()
         #expect(try await agent.waitForLog("rotation to key 1 complete"), "\(agent.log)")
-        node.registry?.kill9()
+        _ = try await offThePool { node.registry?.kill9() }
         try await Task.sleep(for: .seconds(1))
         try await Self.expectCleanStop(agent, "registry unreachable after registration")
     }
 
     @Test func whileTheKeyFileIsBeingReplaced() async throws {
-        let node = try Node()
+        let node = try await offThePool { try Node() }
         defer { node.destroy() }
         try await node.startRegistry()
         let agent = try node.startAgent()
         #expect(try await agent.waitForLog("rotation to key 1 complete"), "\(agent.log)")
-        for id in 2...3 {
-            try Shell.run(AgentProcess.binary, "key", "generate", "--spi", "\(id)", "--out", "\(node.directory)/key\(id)")
+        let directory = node.directory
+        _ = try await offThePool {
+            for id in 2...3 { try Shell.run(AgentProcess.binary, "key", "generate", "--spi", "\(id)", "--out", "\(directory)/key\(id)") }
         }
         // Replace the key file by rename every few milliseconds, before, during and after the signal.
-        let directory = node.directory
+        let keys = try (2...3).map { try Data(contentsOf: URL(fileURLWithPath: "\(directory)/key\($0)")) }
         let churn = Task.detached {
             var id = 2
             while !Task.isCancelled {
-                _ = try? Shell.status(["cp", "\(directory)/key\(id)", "\(directory)/keys/.new"])
+                // Written in-process: a child process per write would block the test pool's two threads.
+                FileManager.default.createFile(atPath: "\(directory)/keys/.new", contents: keys[id - 2], attributes: [.posixPermissions: 0o600])
                 rename("\(directory)/keys/.new", "\(directory)/keys/keys")
                 id = id == 2 ? 3 : 2
                 try? await Task.sleep(for: .milliseconds(3))

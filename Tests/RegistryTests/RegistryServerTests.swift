@@ -218,6 +218,34 @@ import Testing
         }
     }
 
+    /// A captured write, sent again later (byte for byte, with the node's valid credential), is refused: every
+    /// write must carry a larger `sequence` than the stored record. Across a reboot too (a new bootID).
+    @Test func aReplayedWriteIsRefused() async throws {
+        try await TestRegistryServer.with { server in
+            func put(_ body: [UInt8]) async throws -> (status: Int, body: String) {
+                try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", body: body)
+            }
+            var r = record("node-a", spi: 3)
+            r.sequence = 1_000
+            let captured = Array(try JSONEncoder().encode(r))
+            #expect(try await put(captured).status == 200)
+            r.spi = KeyID(4)
+            r.sequence = 1_001
+            let latest = Array(try JSONEncoder().encode(r))
+            #expect(try await put(latest).status == 200)
+            let replayed = try await put(captured)
+            #expect(replayed.status == 409)
+            #expect(replayed.body.contains("sequence: 1000 is not after the stored 1001: a replayed or out-of-order write"), "\(replayed.body)")
+            #expect(try await put(latest).status == 409)  // even the last write, sent twice
+            r.bootID = "after-a-reboot"
+            r.spi = KeyID(1)
+            r.sequence = 2_000
+            #expect(try await put(Array(try JSONEncoder().encode(r))).status == 200)
+            #expect(try await put(captured).status == 409)  // the old boot's records stay refused
+            #expect(try await server.client("node-a").list().records.first?.bootID == "after-a-reboot")
+        }
+    }
+
     /// `spi` and `encryptSpi` only move forward (1–7 steps, wrapping 15 → 1) while the bootID stays; a replayed
     /// or forged older record is refused, a rebooted node starts over.
     @Test func keyIDsOnlyMoveForwardWithinOneBoot() async throws {
@@ -226,8 +254,11 @@ import Testing
             var r = record("node-a", spi: 14)
             r.encryptSpi = KeyID(14)
             _ = try await a.publish(r)
+            var sequence = Int64(1) << 50  // above the client's wall-clock stamp
             func put(spi: UInt8?, encrypt: UInt8?, boot: String = "boot-node-a") async throws -> Int {
                 var next = r
+                sequence += 1
+                next.sequence = sequence
                 next.spi = spi.flatMap { KeyID($0) }
                 next.encryptSpi = encrypt.flatMap { KeyID($0) }
                 next.bootID = boot
@@ -239,9 +270,11 @@ import Testing
             #expect(try await put(spi: 7, encrypt: 14) == 409)  // 8 steps ahead reads as behind
             #expect(try await put(spi: 1, encrypt: 14) == 200)  // 14 → 1 is two steps
             #expect(try await put(spi: 1, encrypt: 1) == 200)
+            r.sequence = sequence + 1
             let back = try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", body: Array(try JSONEncoder().encode(r)))
             #expect(back.status == 409)
             #expect(back.body.contains("spi: 14 would move node-a back from key 1"), "\(back.body)")
+            sequence += 1
             #expect(try await put(spi: 3, encrypt: nil, boot: "rebooted") == 200)
             #expect(try await a.list().records.first?.spi == KeyID(3))
         }

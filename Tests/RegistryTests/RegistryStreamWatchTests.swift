@@ -278,7 +278,11 @@ import Glibc
         let directory = TestRegistryServer.makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try RegistryStore(directory: directory, leaseTTL: .seconds(30), logger: TestRegistryServer.quietLogger)
-        for spi in 1...5 { _ = try await store.publish(record("node-a", spi: UInt8(spi))) }
+        for spi in 1...5 {
+            var r = record("node-a", spi: UInt8(spi))
+            r.sequence = Int64(spi)
+            _ = try await store.publish(r)
+        }
         guard case .subscribed(let subscriber, let backlog) = try await store.subscribe(after: 0, maxEventsPerLine: 2) else {
             Issue.record("expected a subscription")
             return

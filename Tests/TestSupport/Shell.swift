@@ -40,3 +40,11 @@ public enum Shell {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
+
+/// Runs blocking work (child processes, waits) on a thread of its own, so that it does not hold one of the
+/// cooperative pool's few threads: other tests' timers and continuations keep running meanwhile.
+public func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
