@@ -19,6 +19,17 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var keyFile: String
     public var registry: Registry
     public var credentialFile: String?
+    /// PEM files for `https://` registry or etcd endpoints (`registry.tls`).
+    public struct TLSFiles: Sendable, Equatable {
+        /// The CA that signed the registry's (or etcd's) certificate.
+        public var ca: String
+        /// This node's client certificate and key (mutual TLS); both or neither.
+        public var certificate: String?
+        public var key: String?
+    }
+    public var registryTLS: TLSFiles?
+    /// Plain `http://` to a non-loopback registry was explicitly allowed (`registry.insecure: true`).
+    public var registryInsecure: Bool
     public var interfaces: [String]
     public var bpfPinDirectory: String
     public var reconcileInterval: Duration
@@ -59,7 +70,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         "rotationJitter", "rotationFallbackTimeout", "fallbackQuietWindow", "peerRemovalGrace", "adminListen",
         "networkNamespace", "bootIDFile", "xfrmPolicyHashing", "minimumPodPrefixIPv4", "minimumPodPrefixIPv6",
     ]
-    static let registryKeys: Set<String> = ["embedded", "etcd", "etcdPrefix", "credentialFile"]
+    static let registryKeys: Set<String> = ["embedded", "etcd", "etcdPrefix", "credentialFile", "tls", "insecure"]
+    static let tlsKeys: Set<String> = ["ca", "certificate", "key"]
 
     /// Parses YAML text; `file` names the source in errors.
     public static func parse(_ text: String, file: String = "config") throws -> AgentConfiguration {
@@ -116,10 +128,36 @@ public struct AgentConfiguration: Sendable, Equatable {
             throw Error(file: file, line: regNode.mark?.line, message: "registry needs \"embedded\" (URL) or \"etcd\" (endpoints)")
         }
 
+        var tls: TLSFiles?
+        if let tlsNode = regMap["tls"] {
+            guard let tlsMap = tlsNode.mapping else { throw reg.error("tls", "expected a mapping with ca, certificate, key") }
+            let t = Reader(file: file, map: tlsMap, known: tlsKeys, prefix: "registry.tls.")
+            try t.rejectUnknown()
+            tls = TLSFiles(ca: try t.string("ca"), certificate: try t.optionalString("certificate"), key: try t.optionalString("key"))
+            guard (tls?.certificate == nil) == (tls?.key == nil) else {
+                throw t.error(tls?.certificate == nil ? "key" : "certificate", "registry.tls.certificate and registry.tls.key go together")
+            }
+        }
+        let insecure = try reg.bool("insecure", default: false)
+        let urls: [(String, String)] = switch registry {
+        case .embedded(let url): [("embedded", url)]
+        case .etcd(let endpoints, _): endpoints.map { ("etcd", $0) }
+        }
+        for (key, url) in urls {
+            let endpoint = try EndpointURL(url)  // validated above
+            if tls != nil, !endpoint.isTLS {
+                throw reg.error(key, "registry.tls is set, so the URL must be https://, got \"\(url.prefix(64))\"")
+            }
+            if !endpoint.isTLS, !endpoint.isLoopback, !insecure {
+                throw reg.error(key, "plain http:// to \(endpoint.host) would send the credential and every record in the clear: "
+                                + "use https:// with registry.tls, or set registry.insecure: true")
+            }
+        }
+
         return AgentConfiguration(
             nodeName: name, underlayIPv4: v4, underlayIPv6: v6, podCIDRs: pods,
             keyFile: try reader.string("keyFile"), registry: registry,
-            credentialFile: try reg.optionalString("credentialFile"),
+            credentialFile: try reg.optionalString("credentialFile"), registryTLS: tls, registryInsecure: insecure,
             interfaces: try reader.optionalStrings("interfaces") ?? [],
             bpfPinDirectory: try reader.optionalString("bpfPinDirectory") ?? "/sys/fs/bpf/ipsec-agent",
             reconcileInterval: try reader.duration("reconcileInterval", default: .seconds(15), min: .milliseconds(100)),
@@ -138,6 +176,14 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Settings that work but that an operator should hear about at start-up.
     public var warnings: [String] {
         var out: [String] = []
+        let plain: [EndpointURL] = switch registry {
+        case .embedded(let url): [try? EndpointURL(url)].compactMap { $0 }
+        case .etcd(let endpoints, _): endpoints.compactMap { try? EndpointURL($0) }
+        }
+        for endpoint in plain where !endpoint.isTLS && !endpoint.isLoopback {
+            out.append("the registry at \(endpoint) is plain HTTP (registry.insecure: true): the credential and every record "
+                       + "cross the network in the clear; use https:// with registry.tls")
+        }
         if let admin = ListenAddress(adminListen), !admin.isLoopback {
             out.append("adminListen \(adminListen) is not a loopback address: /status, /trace and /metrics (peer names, "
                        + "addresses, key IDs) are served to anyone who can reach it; keep it on 127.0.0.1 or firewall the port")

@@ -1,4 +1,5 @@
 import Logging
+import NIOSSL
 import Registry
 
 /// Settings of an ``EtcdRegistry``.
@@ -18,6 +19,9 @@ public struct EtcdConfiguration: Sendable {
     public var maxResponseBytes: Int
     /// What a record may claim; a publish claiming more is refused before anything is written.
     public var claims: ClaimPolicy = ClaimPolicy()
+    /// TLS for `https://` endpoints (`RegistryTLS.client`: etcd's CA, and a client certificate when etcd runs
+    /// with --client-cert-auth); nil uses the system's trust roots.
+    public var tls: TLSConfiguration?
     public var logger: Logger
 
     public init(

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Logging
 import NIOCore
+import NIOSSL
 import NIOHTTP1
 import Synchronization
 
@@ -155,12 +156,16 @@ extension EtcdGatewayClient {
     /// (so failover is immediate), there is no read timeout (watches idle for long), and each
     /// watch holds its own HTTP/1.1 connection, so the pool allows many per endpoint.
     /// It lives as long as the process and is never shut down.
-    static let sharedHTTPClient: HTTPClient = {
+    static let sharedHTTPClient: HTTPClient = makeHTTPClient(tls: nil)
+
+    /// A client tuned for etcd: immediate failover, no read timeout (watches), many connections per endpoint.
+    static func makeHTTPClient(tls: TLSConfiguration?) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
+        configuration.tlsConfiguration = tls
         configuration.timeout = .init(connect: .seconds(2), read: nil)
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.redirectConfiguration = .disallow
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    }
 }

@@ -44,7 +44,8 @@ public actor EtcdRegistry: NodeRegistry {
         codec = EtcdRecordCodec(keyspace: keyspace)
         logger = configuration.logger
         client = EtcdGatewayClient(
-            endpoints: configuration.endpoints, http: httpClient ?? EtcdGatewayClient.sharedHTTPClient,
+            endpoints: configuration.endpoints,
+            http: httpClient ?? (configuration.tls.map { EtcdGatewayClient.makeHTTPClient(tls: $0) } ?? EtcdGatewayClient.sharedHTTPClient),
             requestTimeout: configuration.requestTimeout, maxResponseBytes: configuration.maxResponseBytes,
             logger: configuration.logger)
     }

@@ -31,28 +31,28 @@ struct RegistryAPI: Sendable {
         case admin
     }
 
-    func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    func makeRouter() -> Router<RegistryRequestContext> {
+        let router = Router(context: RegistryRequestContext.self)
         router.get("healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
-        router.get("v1/nodes") { request, _ in await answer { try await list(request) } }
+        router.get("v1/nodes") { request, context in await answer { try await list(request, context) } }
         router.put("v1/nodes/:name") { request, context in await answer { try await publish(request, context) } }
         router.post("v1/nodes/:name/heartbeat") { request, context in await answer { try await heartbeat(request, context) } }
         router.delete("v1/nodes/:name") { request, context in await answer { try await delete(request, context) } }
-        router.get("v1/watch") { request, _ in await answer { try await watch(request) } }
+        router.get("v1/watch") { request, context in await answer { try await watch(request, context) } }
         return router
     }
 
     // MARK: Handlers
 
-    private func list(_ request: Request) async throws -> Response {
-        _ = try authenticate(request)
+    private func list(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        _ = try await authenticate(request, context)
         let snapshot = await store.list()
         return try json(.ok, RegistryWire.ListResponse(revision: snapshot.revision, records: snapshot.records))
     }
 
-    private func publish(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func publish(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
-        try requireNode(named: name, request)
+        try await requireNode(named: name, request, context)
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: maxBodyBytes)
@@ -77,24 +77,24 @@ struct RegistryAPI: Sendable {
         return try json(.ok, stored)
     }
 
-    private func heartbeat(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func heartbeat(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
-        try requireNode(named: name, request)
+        try await requireNode(named: name, request, context)
         try await store.heartbeat(name: name)
         return Response(status: .noContent)
     }
 
-    private func delete(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func delete(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
-        guard case .admin = try authenticate(request) else {
+        guard case .admin = try await authenticate(request, context) else {
             throw Failure(status: .forbidden, message: "only the admin credential may delete records")
         }
         guard try await store.delete(name: name) else { throw Failure(status: .notFound, message: "no live record for node \(name)") }
         return Response(status: .noContent)
     }
 
-    private func watch(_ request: Request) async throws -> Response {
-        _ = try authenticate(request)
+    private func watch(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        _ = try await authenticate(request, context)
         let query = request.uri.queryParameters
         guard let afterText = query.get("after"), let after = Int64(afterText), after >= 0 else {
             throw Failure(status: .badRequest, message: "after: a revision (integer >= 0) is required")
@@ -181,10 +181,19 @@ struct RegistryAPI: Sendable {
 
     // MARK: Authentication
 
-    /// Checks `Authorization: Bearer <credential>` against the name in `X-Registry-Node`.
-    private func authenticate(_ request: Request) throws -> Caller {
+    /// The caller: on a mutual-TLS connection, the node its verified client certificate names (an
+    /// `X-Registry-Node` header, if sent, must agree); otherwise `Authorization: Bearer <credential>` checked
+    /// against the name in `X-Registry-Node`.
+    private func authenticate(_ request: Request, _ context: RegistryRequestContext) async throws -> Caller {
         let headerName = RegistryWire.nodeNameHeader.lowercased()
-        guard let name = request.headers.first(where: { $0.name.canonicalName == headerName })?.value, !name.isEmpty else {
+        let claimed = request.headers.first(where: { $0.name.canonicalName == headerName })?.value
+        if let certified = await context.certificateNodeName() {
+            if let claimed, !claimed.isEmpty, claimed != certified {
+                throw Failure(status: .forbidden, message: "the client certificate names \(certified), the request \(claimed.prefix(64))")
+            }
+            return .node(certified)
+        }
+        guard let name = claimed, !name.isEmpty else {
             throw Failure(status: .unauthorized, message: "missing \(RegistryWire.nodeNameHeader) header")
         }
         guard let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") else {
@@ -198,8 +207,8 @@ struct RegistryAPI: Sendable {
     }
 
     /// Only the node itself may write its record or heartbeat its lease.
-    private func requireNode(named name: String, _ request: Request) throws {
-        switch try authenticate(request) {
+    private func requireNode(named name: String, _ request: Request, _ context: RegistryRequestContext) async throws {
+        switch try await authenticate(request, context) {
         case .node(let caller) where caller == name: return
         case .node(let caller): throw Failure(status: .forbidden, message: "node \(caller) may not write the record of \(name)")
         case .admin: throw Failure(status: .forbidden, message: "the admin credential may delete records, not write them")

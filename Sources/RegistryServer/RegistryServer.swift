@@ -1,6 +1,8 @@
 import Hummingbird
+import HummingbirdTLS
 import IPsecPrimitives
 import Logging
+import NIOSSL
 import NIOCore
 import Registry
 import ServiceLifecycle
@@ -31,6 +33,8 @@ public struct RegistryServer: Service {
         public var maxPendingStreamLines: Int
         /// What a record may claim (pod CIDRs and underlay addresses belong to one node; minimum prefix lengths).
         public var claims: ClaimPolicy = ClaimPolicy()
+        /// TLS for every connection (`RegistryTLS.server`); nil serves plain HTTP.
+        public var tls: TLSConfiguration?
 
         public init(
             host: String = "127.0.0.1", port: Int = 7470, dataDirectory: String, leaseTTL: Duration = .seconds(30),
@@ -81,6 +85,7 @@ public struct RegistryServer: Service {
         let logger = self.logger
         let app = Application(
             router: api.makeRouter(),
+            server: try configuration.tls.map { try .tls(tlsConfiguration: $0) } ?? .http1(),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

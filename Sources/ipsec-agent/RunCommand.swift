@@ -4,6 +4,7 @@ import Foundation
 import IPsecPrimitives
 import Logging
 import Metrics
+import NIOSSL
 import Prometheus
 import Registry
 import RegistryEtcd
@@ -49,13 +50,21 @@ struct RunCommand: AsyncParsableCommand {
         let registry: any NodeRegistry
         switch configuration.registry {
         case .embedded(let url):
-            guard let path = configuration.credentialFile else {
-                throw ValidationError("\(config): registry.credentialFile is required with the embedded registry")
+            // With a client certificate (mutual TLS) the certificate is the node's identity; otherwise the bearer.
+            let credential: String
+            if let path = configuration.credentialFile {
+                credential = try Self.readCredential(path, shared: insecureFilePermissions ? .warn : .refuse, logger: logger)
+            } else if configuration.registryTLS?.certificate != nil {
+                credential = ""
+            } else {
+                throw ValidationError("\(config): registry.credentialFile (or registry.tls.certificate) is required with the embedded registry")
             }
-            registry = EmbeddedRegistryClient(baseURL: url, nodeName: configuration.nodeName,
-                                              credential: try Self.readCredential(path, shared: insecureFilePermissions ? .warn : .refuse, logger: logger))
+            let connections = RegistryHTTPConnections(tls: try Self.tls(configuration))
+            registry = EmbeddedRegistryClient(baseURL: url, nodeName: configuration.nodeName, credential: credential,
+                                              connections: connections)
         case .etcd(let endpoints, let prefix):
             var etcd = EtcdConfiguration(endpoints: endpoints, prefix: prefix)
+            etcd.tls = try Self.tls(configuration)
             etcd.claims = ClaimPolicy(minimumIPv4PrefixLength: configuration.minimumPodPrefixIPv4,
                                       minimumIPv6PrefixLength: configuration.minimumPodPrefixIPv6)
             registry = try EtcdRegistry(configuration: etcd)
@@ -71,6 +80,16 @@ struct RunCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         withExtendedLifetime(escalation) {}
+    }
+
+    /// The client TLS configuration of `registry.tls` (nil: plain HTTP, or https with the system's roots).
+    static func tls(_ configuration: AgentConfiguration) throws -> TLSConfiguration? {
+        guard let files = configuration.registryTLS else { return nil }
+        do {
+            return try RegistryTLS.client(ca: files.ca, certificate: files.certificate, key: files.key)
+        } catch {
+            throw ValidationError("registry.tls: \(error)")
+        }
     }
 
     static func readCredential(_ path: String, shared: SecretFile.SharedPolicy, logger: Logger) throws -> String {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import IPsecPrimitives
 import Logging
+import NIOSSL
 import NIOCore
 import NIOHTTP1
 import Registry
@@ -29,16 +30,18 @@ struct TestRegistryServer {
     /// Runs a server (in `directory`, or a fresh one) for the duration of `body`, then stops it.
     static func with<R>(
         directory: String? = nil, port: Int = 0, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
-        watchKeepalive: Duration = .seconds(5), maxPendingStreamLines: Int = 4096,
+        watchKeepalive: Duration = .seconds(5), maxPendingStreamLines: Int = 4096, tls: TLSConfiguration? = nil,
         logger: Logger = quietLogger, _ body: (TestRegistryServer) async throws -> R
     ) async throws -> R {
         let directory = directory ?? makeDirectory()
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let statistics = RegistryServerStatistics()
+        var configuration = RegistryServer.Configuration(
+            host: "127.0.0.1", port: port, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
+            maxWatchWait: .seconds(5), watchKeepalive: watchKeepalive, maxPendingStreamLines: maxPendingStreamLines)
+        configuration.tls = tls
         let server = RegistryServer(
-            configuration: .init(
-                host: "127.0.0.1", port: port, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
-                maxWatchWait: .seconds(5), watchKeepalive: watchKeepalive, maxPendingStreamLines: maxPendingStreamLines),
+            configuration: configuration,
             credentials: credentials,
             logger: logger,
             statistics: statistics,
@@ -58,7 +61,7 @@ struct TestRegistryServer {
             throw RegistryError.unavailable("test server stopped before listening")
         }
         let harness = TestRegistryServer(
-            baseURL: "http://127.0.0.1:\(port)", port: port, directory: directory, statistics: statistics)
+            baseURL: "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)", port: port, directory: directory, statistics: statistics)
         do {
             let result = try await body(harness)
             await group.triggerGracefulShutdown()

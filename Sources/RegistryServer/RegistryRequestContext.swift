@@ -1,0 +1,24 @@
+import Hummingbird
+import NIOCore
+import NIOSSL
+
+/// The registry's request context: Hummingbird's basics plus the connection, so that a request on a mutual-TLS
+/// connection can be attributed to the node its client certificate names.
+struct RegistryRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+
+    /// The node named by the connection's verified client certificate (nil without TLS or without one).
+    func certificateNodeName() async -> String? {
+        guard let certificate = try? await channel.pipeline.handler(type: NIOSSLServerHandler.self)
+            .map({ $0.peerCertificate }).get() ?? nil,
+            let der = try? certificate.toDERBytes()
+        else { return nil }
+        return RegistryCertificateAuthority.nodeName(ofCertificateDER: der)
+    }
+}
