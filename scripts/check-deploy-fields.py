@@ -298,6 +298,12 @@ if rendered:
         problem(ds_path, "volume credentials must be a Secret mounted by the agent")
     elif os.path.dirname(credential) != credential_mount["mountPath"] or os.path.basename(credential) != rendered.get("node"):
         problem(cm_path, f"credentialFile {credential} is not {credential_mount['mountPath']}/<node name>")
+    # registry.tls.ca: a file of the registry-tls Secret volume.
+    tls_mount = mount(agent, "registry-tls")
+    ca = registry.get("tls", {}).get("ca", "")
+    tls_items = volumes.get("registry-tls", {}).get("secret", {}).get("items", [])
+    if not tls_mount or ca not in {f"{tls_mount['mountPath']}/{item['path']}" for item in tls_items}:
+        problem(cm_path, f"registry.tls.ca {ca or '(unset)'} is not a file of the mounted registry-tls Secret")
     for name in ("keys", "credentials"):
         source = volumes.get(name, {})
         mode = source.get("projected", source.get("secret", {})).get("defaultMode")
@@ -326,7 +332,7 @@ if rendered:
     if "networkNamespace" in rendered:
         problem(cm_path, "networkNamespace needs CAP_SYS_ADMIN; with hostNetwork the agent is in the node's namespace")
     # The registry URL names the Service and its port.
-    url = re.fullmatch(r"http://([^.:/]+)\.([^.:/]+)\.svc(?:\.cluster\.local)?:(\d+)", str(registry.get("embedded", "")))
+    url = re.fullmatch(r"https://([^.:/]+)\.([^.:/]+)\.svc(?:\.cluster\.local)?:(\d+)", str(registry.get("embedded", "")))
     service_port = registry_service_k8s["spec"]["ports"][0]["port"]
     if not url or (url.group(1), url.group(2), int(url.group(3))) != ("ipsec-agent-registry", "ipsec-agent", service_port):
         problem(cm_path, f"registry.embedded {registry.get('embedded')} is not the Service ipsec-agent-registry.ipsec-agent:{service_port}")
@@ -345,8 +351,10 @@ if port_number(registry_container, target) != listen_port:
 registry_volumes = {v["name"]: v for v in registry_pod.get("volumes", [])}
 secret_mount = mount(registry_container, "secret")
 secret_items = registry_volumes.get("secret", {}).get("secret", {}).get("items", [])
-if not secret_mount or len(secret_items) != 1 or arg("--secret-file") != f"{secret_mount['mountPath']}/{secret_items[0]['path']}":
-    problem(reg_path, f"--secret-file {arg('--secret-file')} is not the mounted secret item")
+mounted = {f"{secret_mount['mountPath']}/{item['path']}" for item in secret_items} if secret_mount else set()
+for flag in ("--secret-file", "--tls-cert", "--tls-key"):
+    if arg(flag) not in mounted:
+        problem(reg_path, f"{flag} {arg(flag)} is not a mounted secret item")
 data_mount = mount(registry_container, "data")
 if not data_mount or arg("--data") != data_mount["mountPath"]:
     problem(reg_path, f"--data {arg('--data')} is not the data volume's mount path")
