@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import IPsecPrimitives
 import Logging
@@ -35,6 +36,10 @@ public struct RegistryServer: Service {
         public var claims: ClaimPolicy = ClaimPolicy()
         /// TLS for every connection (`RegistryTLS.server`); nil serves plain HTTP.
         public var tls: TLSConfiguration?
+        /// A connection with no request in progress (never sent one, sent only part of a head, or finished its
+        /// last) is closed after this long, so idle sockets cannot exhaust the server's descriptors. A watch in
+        /// progress is a request in progress: streams and long polls are not cut.
+        public var idleTimeout: Duration = .seconds(15)
 
         public init(
             host: String = "127.0.0.1", port: Int = 7470, dataDirectory: String, leaseTTL: Duration = .seconds(30),
@@ -85,7 +90,7 @@ public struct RegistryServer: Service {
         let logger = self.logger
         let app = Application(
             router: api.makeRouter(),
-            server: try configuration.tls.map { try .tls(tlsConfiguration: $0) } ?? .http1(),
+            server: try Self.serverBuilder(configuration),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -121,6 +126,12 @@ extension RegistryServer {
         let group = ServiceGroup(
             configuration: .init(services: [self], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    static func serverBuilder(_ configuration: Configuration) throws -> HTTPServerBuilder {
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .init(configuration.idleTimeout)))
+        guard let tls = configuration.tls else { return http1 }
+        return try .tls(http1, tlsConfiguration: tls)
     }
 
     /// Splits `HOST:PORT` or `[V6]:PORT`; nil when malformed.

@@ -31,6 +31,7 @@ struct TestRegistryServer {
     static func with<R>(
         directory: String? = nil, port: Int = 0, leaseTTL: Duration = .seconds(30), historyLimit: Int = 10_000,
         watchKeepalive: Duration = .seconds(5), maxPendingStreamLines: Int = 4096, tls: TLSConfiguration? = nil,
+        idleTimeout: Duration = .seconds(15),
         logger: Logger = quietLogger, _ body: (TestRegistryServer) async throws -> R
     ) async throws -> R {
         let directory = directory ?? makeDirectory()
@@ -40,6 +41,7 @@ struct TestRegistryServer {
             host: "127.0.0.1", port: port, dataDirectory: directory, leaseTTL: leaseTTL, historyLimit: historyLimit,
             maxWatchWait: .seconds(5), watchKeepalive: watchKeepalive, maxPendingStreamLines: maxPendingStreamLines)
         configuration.tls = tls
+        configuration.idleTimeout = idleTimeout
         let server = RegistryServer(
             configuration: configuration,
             credentials: credentials,
