@@ -158,6 +158,16 @@ extension EtcdGatewayClient {
     /// It lives as long as the process and is never shut down.
     static let sharedHTTPClient: HTTPClient = makeHTTPClient(tls: nil)
 
+    /// Clients made for a TLS configuration, kept for the life of the process like the shared one (an HTTP
+    /// client must be shut down before it is released; a daemon's registry lives as long as the daemon).
+    static let tlsHTTPClients = Mutex<[HTTPClient]>([])
+
+    static func processLifetimeHTTPClient(tls: TLSConfiguration) -> HTTPClient {
+        let client = makeHTTPClient(tls: tls)
+        tlsHTTPClients.withLock { $0.append(client) }
+        return client
+    }
+
     /// A client tuned for etcd: immediate failover, no read timeout (watches), many connections per endpoint.
     static func makeHTTPClient(tls: TLSConfiguration?) -> HTTPClient {
         var configuration = HTTPClient.Configuration()

@@ -45,7 +45,7 @@ public actor EtcdRegistry: NodeRegistry {
         logger = configuration.logger
         client = EtcdGatewayClient(
             endpoints: configuration.endpoints,
-            http: httpClient ?? (configuration.tls.map { EtcdGatewayClient.makeHTTPClient(tls: $0) } ?? EtcdGatewayClient.sharedHTTPClient),
+            http: httpClient ?? (configuration.tls.map { EtcdGatewayClient.processLifetimeHTTPClient(tls: $0) } ?? EtcdGatewayClient.sharedHTTPClient),
             requestTimeout: configuration.requestTimeout, maxResponseBytes: configuration.maxResponseBytes,
             logger: configuration.logger)
     }

@@ -48,6 +48,8 @@ struct RunCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(telemetry.catalogFactory)
 
         let registry: any NodeRegistry
+        // Shut down after the services stopped (an HTTP client must not be released while open).
+        var connections: RegistryHTTPConnections?
         switch configuration.registry {
         case .embedded(let url):
             // With a client certificate (mutual TLS) the certificate is the node's identity; otherwise the bearer.
@@ -59,9 +61,10 @@ struct RunCommand: AsyncParsableCommand {
             } else {
                 throw ValidationError("\(config): registry.credentialFile (or registry.tls.certificate) is required with the embedded registry")
             }
-            let connections = RegistryHTTPConnections(tls: try Self.tls(configuration))
+            let pool = RegistryHTTPConnections(tls: try Self.tls(configuration))
+            connections = pool
             registry = EmbeddedRegistryClient(baseURL: url, nodeName: configuration.nodeName, credential: credential,
-                                              connections: connections)
+                                              connections: pool)
         case .etcd(let endpoints, let prefix):
             var etcd = EtcdConfiguration(endpoints: endpoints, prefix: prefix)
             etcd.tls = try Self.tls(configuration)
@@ -78,7 +81,13 @@ struct RunCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: daemon), .init(service: admin)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            try? await connections?.shutdown()
+            throw error
+        }
+        try? await connections?.shutdown()
         withExtendedLifetime(escalation) {}
     }
 
