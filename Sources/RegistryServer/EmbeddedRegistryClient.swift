@@ -78,6 +78,13 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
         return try decode(NodeRecord.self, data)
     }
 
+    /// Admin: revokes every credential of `name` issued so far; returns the generation now required
+    /// (`RegistryCredentials.credential(for:generation:)`, `ipsec-agent registry credential --generation`).
+    public func revoke(name: String) async throws -> Int64 {
+        let data = try await send(.POST, "/v1/nodes/\(try pathComponent(name))/revoke", timeout: requestTimeout)
+        return try decode(RegistryWire.RevokeResponse.self, data).generation
+    }
+
     public func heartbeat(name: String) async throws {
         _ = try await send(.POST, "/v1/nodes/\(try pathComponent(name))/heartbeat", timeout: requestTimeout)
     }

@@ -38,6 +38,7 @@ struct RegistryAPI: Sendable {
         router.put("v1/nodes/:name") { request, context in await answer { try await publish(request, context) } }
         router.post("v1/nodes/:name/heartbeat") { request, context in await answer { try await heartbeat(request, context) } }
         router.delete("v1/nodes/:name") { request, context in await answer { try await delete(request, context) } }
+        router.post("v1/nodes/:name/revoke") { request, context in await answer { try await revoke(request, context) } }
         router.get("v1/watch") { request, context in await answer { try await watch(request, context) } }
         return router
     }
@@ -91,6 +92,17 @@ struct RegistryAPI: Sendable {
         }
         guard try await store.delete(name: name) else { throw Failure(status: .notFound, message: "no live record for node \(name)") }
         return Response(status: .noContent)
+    }
+
+    /// Admin: revokes every credential of the node issued so far; answers the generation now required.
+    private func revoke(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        guard case .admin = try await authenticate(request, context) else {
+            throw Failure(status: .forbidden, message: "only the admin credential may revoke credentials")
+        }
+        guard NodeRecord.isValidName(name) else { throw Failure(status: .badRequest, message: "name: not a node name") }
+        let generation = try await store.revoke(name: name)
+        return try json(.ok, RegistryWire.RevokeResponse(name: name, generation: generation))
     }
 
     private func watch(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
@@ -200,7 +212,8 @@ struct RegistryAPI: Sendable {
             throw Failure(status: .unauthorized, message: "missing bearer credential")
         }
         let token = String(authorization.dropFirst("Bearer ".count))
-        guard credentials.isValid(token: token, for: name) else {
+        let minimum = name == RegistryCredentials.adminName ? 0 : await store.minimumCredentialGeneration(of: name)
+        guard credentials.isValid(token: token, for: name, minimumGeneration: minimum) else {
             throw Failure(status: .unauthorized, message: "invalid credential for \(name.prefix(64))")
         }
         return name == RegistryCredentials.adminName ? .admin : .node(name)

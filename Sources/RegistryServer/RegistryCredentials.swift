@@ -57,20 +57,38 @@ public struct RegistryCredentials: Sendable, CustomStringConvertible {
     public private(set) var warning: String?
 
     /// The bearer credential of `name` (a node name, or `adminName`).
-    public func credential(for name: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(name.utf8), using: key)
-        return mac.map { byte in
+    ///
+    /// Generation 0 is `hex(HMAC(secret, name))`; a later generation `g` (after `registry revoke`) is
+    /// `g<g>.` followed by `hex(HMAC(secret, name ‖ 0x00 ‖ decimal g))`, so a revoked node's old credential no
+    /// longer matches while the secret stays.
+    public func credential(for name: String, generation: Int64 = 0) -> String {
+        var input = Array(name.utf8)
+        if generation > 0 { input += [0] + Array(String(generation).utf8) }
+        let mac = HMAC<SHA256>.authenticationCode(for: input, using: key)
+        let hex = mac.map { byte in
             let digits = Array("0123456789abcdef".utf8)
             return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]], as: UTF8.self)
         }.joined()
+        return generation > 0 ? "g\(generation).\(hex)" : hex
+    }
+
+    /// The generation a token claims (`g<N>.` prefix; none is 0), or nil when the prefix is malformed.
+    public static func generation(of token: String) -> Int64? {
+        guard token.hasPrefix("g") else { return 0 }
+        guard let dot = token.firstIndex(of: "."), let g = Int64(token[token.index(after: token.startIndex)..<dot]), g > 0 else {
+            return nil
+        }
+        return g
     }
 
     /// The admin credential.
     public var adminCredential: String { credential(for: RegistryCredentials.adminName) }
 
-    /// True when `token` is the credential of `name`; constant time in the token's content.
-    public func isValid(token: String, for name: String) -> Bool {
-        let expected = Array(credential(for: name).utf8)
+    /// True when `token` is the credential of `name` of a generation at least `minimumGeneration`; constant
+    /// time in the token's content.
+    public func isValid(token: String, for name: String, minimumGeneration: Int64 = 0) -> Bool {
+        guard let generation = Self.generation(of: token), generation >= minimumGeneration else { return false }
+        let expected = Array(credential(for: name, generation: generation).utf8)
         let given = Array(token.utf8)
         guard expected.count == given.count else { return false }
         var diff: UInt8 = 0

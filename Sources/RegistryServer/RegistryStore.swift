@@ -47,6 +47,8 @@ actor RegistryStore {
     private let logger: Logger
 
     private var live: [String: Live] = [:]
+    /// The oldest credential generation accepted per node (absent: 0); raised by `revoke`.
+    private var credentialGenerations: [String: Int64] = [:]
     private var revision: Int64 = 0
     private var compactedRevision: Int64 = 0
     private var nextNodeID: Int = 1
@@ -89,6 +91,10 @@ actor RegistryStore {
         }
         let decoder = JSONDecoder()
         let deadline = ContinuousClock.now + leaseTTL
+        let generations = try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT name, generation FROM credential_generations")
+        }
+        for row in generations { credentialGenerations[row["name"]] = row["generation"] as Int64 }
         let (loadedRecords, loadedEvents, meta) = try database.read { db in
             (
                 try Row.fetchAll(db, sql: "SELECT body FROM records"),
@@ -157,6 +163,9 @@ actor RegistryStore {
                 CREATE TABLE records (name TEXT PRIMARY KEY, node_id INTEGER NOT NULL UNIQUE, body TEXT NOT NULL);
                 CREATE TABLE events (revision INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT);
                 """)
+        }
+        migrator.registerMigration("v2: credential generations") { db in
+            try db.execute(sql: "CREATE TABLE credential_generations (name TEXT PRIMARY KEY, generation INTEGER NOT NULL)")
         }
         try migrator.migrate(database)
     }
@@ -250,6 +259,21 @@ actor RegistryStore {
         guard live[name] != nil else { throw RegistryError.notFound("no live record for node \(name); publish it again") }
         live[name]!.leaseDeadline = ContinuousClock.now + leaseTTL
         live[name]!.record.heartbeatMillis = nowMillis()
+    }
+
+    /// The oldest credential generation `name` may authenticate with.
+    func minimumCredentialGeneration(of name: String) -> Int64 { credentialGenerations[name] ?? 0 }
+
+    /// Revokes every credential of `name` issued so far (admin): only generation `returned` or later is accepted
+    /// from now on, and its live record is deleted, so the holder of the old credential is out at once. Durable.
+    func revoke(name: String) throws -> Int64 {
+        let next = (credentialGenerations[name] ?? 0) + 1
+        try database.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO credential_generations (name, generation) VALUES (?, ?)", arguments: [name, next])
+        }
+        credentialGenerations[name] = next
+        if live[name] != nil { try remove([name]) }
+        return next
     }
 
     /// Deletes a record (admin). Returns false when it did not exist.

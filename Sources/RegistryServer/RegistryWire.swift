@@ -74,4 +74,10 @@ enum RegistryWire {
         var error: String
         var compactedRevision: Int64?
     }
+
+    /// `POST /v1/nodes/NAME/revoke` (admin): credentials of `generation` or later are accepted for NAME now.
+    struct RevokeResponse: Codable, Sendable {
+        var name: String
+        var generation: Int64
+    }
 }

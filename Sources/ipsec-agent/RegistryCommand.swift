@@ -10,7 +10,7 @@ struct RegistryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry",
         abstract: "Embedded node registry: run the server, derive credentials.",
-        subcommands: [Serve.self, Credential.self, TLSInit.self]
+        subcommands: [Serve.self, Credential.self, TLSInit.self, Revoke.self]
     )
 
     struct Serve: AsyncParsableCommand {
@@ -94,6 +94,9 @@ struct RegistryCommand: AsyncParsableCommand {
         @Flag(help: "Only warn (on stderr) instead of refusing when group or others can access the secret file.")
         var insecureFilePermissions = false
 
+        @Option(help: "Credential generation (0 = the first; `registry revoke` prints the next one).")
+        var generation: Int64 = 0
+
         func validate() throws {
             guard node == RegistryCredentials.adminName || NodeRecord.isValidName(node) else {
                 throw ValidationError("--node: \"\(node)\" is not a DNS-like node name (or \(RegistryCredentials.adminName))")
@@ -103,7 +106,8 @@ struct RegistryCommand: AsyncParsableCommand {
         func run() throws {
             let credentials = try RegistryCredentials(secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
             if let warning = credentials.warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-            print(credentials.credential(for: node))
+            guard generation >= 0 else { throw ValidationError("--generation: expected 0 or more, got \(generation)") }
+            print(credentials.credential(for: node, generation: generation))
         }
     }
 
@@ -172,6 +176,44 @@ struct RegistryCommand: AsyncParsableCommand {
             close(fd)
             guard written == bytes.count, rename(temporary, path) == 0 else {
                 throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke every registry credential of one node issued so far (admin); the cluster secret stays.",
+            discussion: """
+                The registry then accepts only credentials of the printed generation or later for that node, and \
+                deletes its live record. Give the node its new credential with \
+                `ipsec-agent registry credential --secret-file S --node NAME --generation G`.
+                """)
+
+        @Option(help: "The registry's URL (https://HOST:PORT).")
+        var url: String
+
+        @Option(help: "File holding the admin credential (`registry credential --node _admin`), mode 0600.")
+        var adminCredentialFile: String
+
+        @Option(help: "PEM CA of the registry's certificate (for https).")
+        var ca: String?
+
+        @Option(help: "The node whose credentials are revoked.")
+        var node: String
+
+        func run() async throws {
+            let credential = String(decoding: try SecretFile.read(path: adminCredentialFile, role: "admin credential file").bytes, as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let pool = RegistryHTTPConnections(tls: try ca.map { try RegistryTLS.client(ca: $0, certificate: nil, key: nil) })
+            let client = EmbeddedRegistryClient(baseURL: url, nodeName: RegistryCredentials.adminName, credential: credential, connections: pool)
+            do {
+                let generation = try await client.revoke(name: node)
+                try? await pool.shutdown()
+                print("revoked the credentials of \(node); the registry now requires generation \(generation) or later:")
+                print("  ipsec-agent registry credential --secret-file SECRET --node \(node) --generation \(generation)")
+            } catch {
+                try? await pool.shutdown()
+                throw error
             }
         }
     }

@@ -218,6 +218,36 @@ import Testing
         }
     }
 
+    /// The admin revokes one node's credentials without a new cluster secret: the old credential is refused at
+    /// once (its record deleted), the next generation's is accepted, other nodes are untouched, and the
+    /// revocation survives a registry restart.
+    @Test func aRevokedCredentialIsRefusedAndTheNextGenerationAccepted() async throws {
+        let directory = TestRegistryServer.makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let credentials = TestRegistryServer.credentials
+        try await TestRegistryServer.with(directory: directory) { server in
+            _ = try await server.client("node-a").publish(record("node-a"))
+            _ = try await server.client("node-b").publish(record("node-b"))
+            #expect(try await server.admin.revoke(name: "node-a") == 1)
+            #expect(try await server.admin.list().records.map(\.name) == ["node-b"])
+            let old = try await server.raw(.GET, "/v1/nodes", as: "node-a")
+            #expect(old.status == 401)
+            let next = credentials.credential(for: "node-a", generation: 1)
+            #expect(next.hasPrefix("g1."))
+            #expect(try await server.raw(.GET, "/v1/nodes", as: "node-a", token: next).status == 200)
+            #expect(try await server.raw(.GET, "/v1/nodes", as: "node-b").status == 200)
+            // Only the admin may revoke.
+            #expect(try await server.raw(.POST, "/v1/nodes/node-b/revoke", as: "node-a", token: next).status == 403)
+            // A token naming a generation it was not made for does not match.
+            #expect(try await server.raw(.GET, "/v1/nodes", as: "node-a", token: "g2." + String(next.dropFirst(3))).status == 401)
+        }
+        try await TestRegistryServer.with(directory: directory) { server throws in
+            let old = try await server.raw(.GET, "/v1/nodes", as: "node-a")
+            #expect(old.status == 401)
+            #expect(try await server.raw(.GET, "/v1/nodes", as: "node-a", token: credentials.credential(for: "node-a", generation: 1)).status == 200)
+        }
+    }
+
     /// A captured write, sent again later (byte for byte, with the node's valid credential), is refused: every
     /// write must carry a larger `sequence` than the stored record. Across a reboot too (a new bootID).
     @Test func aReplayedWriteIsRefused() async throws {
