@@ -6,6 +6,7 @@ import IPsecPrimitives
 import Registry
 import Testing
 @testable import RegistryEtcd
+import RegistryServer
 
 /// Against a real etcd 3.4 started per test (see EtcdTestServer).
 @Suite(.serialized, .enabled(if: EtcdTestServer.isAvailable, EtcdTestServer.skipReason))
@@ -76,6 +77,28 @@ struct EtcdRegistryTests {
             #expect(snapshot.records.map(\.name) == ["node-a"])
             #expect(snapshot.records.first?.spi == KeyID(3))
             #expect(await refusal(Self.record("node-b")) == nil)
+        }
+    }
+
+    /// etcd run the way an operator secures it (server certificate, --client-cert-auth): the registry works over
+    /// https with a client certificate; without one, or trusting another CA, it is refused.
+    @Test func worksOverMutualTLSAndIsRefusedWithoutTheRightCertificates() async throws {
+        try await EtcdTestServer.with(tls: true) { server in
+            #expect(server.clientURL.hasPrefix("https://"))
+            let registry = try server.registry()
+            _ = try await registry.publish(Self.record("node-a", spi: 1))
+            #expect(try await registry.list().records.map(\.name) == ["node-a"])
+
+            let dir = server.directory.path
+            var noCertificate = EtcdConfiguration(endpoints: [server.clientURL], prefix: "/ipsec-agent-test/", requestTimeout: .seconds(3))
+            noCertificate.tls = try RegistryTLS.client(ca: "\(dir)/ca.pem", certificate: nil, key: nil)
+            await #expect(throws: (any Error).self) { try await EtcdRegistry(configuration: noCertificate).list() }
+
+            let stranger = try RegistryCertificateAuthority()
+            try stranger.certificatePEM.write(toFile: "\(dir)/other-ca.pem", atomically: true, encoding: .utf8)
+            var wrongCA = noCertificate
+            wrongCA.tls = try RegistryTLS.client(ca: "\(dir)/other-ca.pem", certificate: "\(dir)/client.pem", key: "\(dir)/client-key.pem")
+            await #expect(throws: (any Error).self) { try await EtcdRegistry(configuration: wrongCA).list() }
         }
     }
 

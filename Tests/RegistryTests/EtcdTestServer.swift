@@ -1,6 +1,10 @@
 import Foundation
 import Testing
+import IPsecPrimitives
 import Logging
+import AsyncHTTPClient
+import NIOSSL
+import RegistryServer
 import Registry
 @testable import RegistryEtcd
 
@@ -17,6 +21,9 @@ final class EtcdTestServer {
 
     let clientURL: String
     let directory: URL
+    /// With `tls`: the client configuration that etcd accepts (its CA, a client certificate it trusts).
+    let clientTLS: TLSConfiguration?
+    private let httpClient: HTTPClient
     private let process = Process()
     private var stopped = false
 
@@ -24,12 +31,34 @@ final class EtcdTestServer {
         let description: String
     }
 
-    private init() throws {
+    private init(tls: Bool) throws {
         let ports = try Self.freeLoopbackPorts(count: 2)
-        clientURL = "http://127.0.0.1:\(ports[0])"
+        clientURL = "\(tls ? "https" : "http")://127.0.0.1:\(ports[0])"
         let peerURL = "http://127.0.0.1:\(ports[1])"
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var tlsArguments: [String] = []
+        if tls {
+            // etcd's own TLS, as an operator sets it up: server certificate, client certificates required.
+            let ca = try RegistryCertificateAuthority()
+            let server = try ca.issue(commonName: "etcd", dnsNames: ["localhost"], ipAddresses: [IPAddress("127.0.0.1")!])
+            let client = try ca.issue(commonName: "node-a", dnsNames: ["node-a"], ipAddresses: [])
+            for (name, text) in [("ca.pem", try ca.certificatePEM), ("server.pem", server.certificatePEM), ("server-key.pem", server.keyPEM),
+                                 ("client.pem", client.certificatePEM), ("client-key.pem", client.keyPEM)] {
+                let path = directory.appendingPathComponent(name).path
+                try text.write(toFile: path, atomically: true, encoding: .utf8)
+                chmod(path, 0o600)
+            }
+            let base = directory
+            let file = { (name: String) in base.appendingPathComponent(name).path }
+            tlsArguments = ["--cert-file", file("server.pem"), "--key-file", file("server-key.pem"),
+                            "--client-cert-auth", "--trusted-ca-file", file("ca.pem")]
+            clientTLS = try RegistryTLS.client(ca: file("ca.pem"), certificate: file("client.pem"), key: file("client-key.pem"))
+            httpClient = EtcdGatewayClient.processLifetimeHTTPClient(tls: clientTLS!)
+        } else {
+            clientTLS = nil
+            httpClient = EtcdGatewayClient.sharedHTTPClient
+        }
         let log = directory.appendingPathComponent("etcd.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: Self.binary)
@@ -39,7 +68,7 @@ final class EtcdTestServer {
             "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
             "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
             "--initial-cluster", "test=\(peerURL)",
-        ]
+        ] + tlsArguments
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
@@ -47,8 +76,8 @@ final class EtcdTestServer {
     }
 
     /// Starts etcd, waits until it answers, runs `body`, and always stops it.
-    static func with<R>(_ body: (EtcdTestServer) async throws -> R) async throws -> R {
-        let server = try EtcdTestServer()
+    static func with<R>(tls: Bool = false, _ body: (EtcdTestServer) async throws -> R) async throws -> R {
+        let server = try EtcdTestServer(tls: tls)
         defer { server.stop() }
         try await server.waitUntilReady()
         return try await body(server)
@@ -59,10 +88,11 @@ final class EtcdTestServer {
         endpoints: [String]? = nil, leaseTTL: Duration = .seconds(30), requestTimeout: Duration = .seconds(5),
         nodeIDs: ClosedRange<UInt16> = 1...UInt16.max
     ) throws -> EtcdRegistry {
-        try EtcdRegistry(
-            configuration: EtcdConfiguration(
-                endpoints: endpoints ?? [clientURL], prefix: "/ipsec-agent-test/", leaseTTL: leaseTTL,
-                requestTimeout: requestTimeout, nodeIDs: nodeIDs))
+        var configuration = EtcdConfiguration(
+            endpoints: endpoints ?? [clientURL], prefix: "/ipsec-agent-test/", leaseTTL: leaseTTL,
+            requestTimeout: requestTimeout, nodeIDs: nodeIDs)
+        configuration.tls = clientTLS
+        return try EtcdRegistry(configuration: configuration)
     }
 
     /// A raw gateway client, for what the registry does not do (compaction, foreign writes).
@@ -70,7 +100,7 @@ final class EtcdTestServer {
         var logger = Logger(label: "etcd-test")
         logger.logLevel = .error  // readiness polling fails until etcd listens; not worth a line each
         return EtcdGatewayClient(
-            endpoints: [clientURL], http: EtcdGatewayClient.sharedHTTPClient, requestTimeout: .seconds(5),
+            endpoints: [clientURL], http: httpClient, requestTimeout: .seconds(5),
             maxResponseBytes: 1 << 20, logger: logger)
     }
 
