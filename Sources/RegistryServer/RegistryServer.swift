@@ -40,6 +40,10 @@ public struct RegistryServer: Service {
         /// last) is closed after this long, so idle sockets cannot exhaust the server's descriptors. A watch in
         /// progress is a request in progress: streams and long polls are not cut.
         public var idleTimeout: Duration = .seconds(15)
+        /// Open connections allowed per client address (agents hold a few: requests plus one watch each) …
+        public var maxConnectionsPerClient = 64
+        /// … and in all (keep it under the process's open-file limit).
+        public var maxConnections = 16_384
 
         public init(
             host: String = "127.0.0.1", port: Int = 7470, dataDirectory: String, leaseTTL: Duration = .seconds(30),
@@ -90,7 +94,9 @@ public struct RegistryServer: Service {
         let logger = self.logger
         let app = Application(
             router: api.makeRouter(),
-            server: try Self.serverBuilder(configuration),
+            server: try Self.serverBuilder(configuration, limiter: ConnectionLimiter(
+                maxPerAddress: configuration.maxConnectionsPerClient, maxTotal: configuration.maxConnections,
+                statistics: statistics, logger: logger)),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -128,8 +134,9 @@ extension RegistryServer {
         try await group.run()
     }
 
-    static func serverBuilder(_ configuration: Configuration) throws -> HTTPServerBuilder {
-        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .init(configuration.idleTimeout)))
+    static func serverBuilder(_ configuration: Configuration, limiter: ConnectionLimiter) throws -> HTTPServerBuilder {
+        let http1 = HTTPServerBuilder.http1(configuration: .init(
+            additionalChannelHandlers: [limiter.handler()], idleTimeout: .init(configuration.idleTimeout)))
         guard let tls = configuration.tls else { return http1 }
         return try .tls(http1, tlsConfiguration: tls)
     }

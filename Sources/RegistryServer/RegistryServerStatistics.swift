@@ -5,6 +5,7 @@ public final class RegistryServerStatistics: Sendable {
     private let streams = Atomic<Int>(0)
     private let opened = Atomic<Int>(0)
     private let polls = Atomic<Int>(0)
+    private let refusedConnections = Atomic<Int>(0)
 
     public init() {}
 
@@ -23,4 +24,9 @@ public final class RegistryServerStatistics: Sendable {
     func streamClosed() { streams.subtract(1, ordering: .relaxed) }
 
     func longPollAnswered() { polls.add(1, ordering: .relaxed) }
+
+    /// Connections closed at once because their client, or the server, had too many open.
+    public var connectionsRefused: Int { refusedConnections.load(ordering: .relaxed) }
+
+    func connectionRefused() { refusedConnections.add(1, ordering: .relaxed) }
 }
