@@ -26,37 +26,37 @@ actor RegistryStore {
         case compacted(compactedRevision: Int64)
     }
 
-    private struct Live {
+    struct Live {
         var record: NodeRecord
         /// Monotonic: a wall-clock step neither expires nor prolongs leases.
         var leaseDeadline: ContinuousClock.Instant
     }
 
-    private struct Waiter {
+    struct Waiter {
         var continuation: CheckedContinuation<Void, Never>
         var timer: Task<Void, Never>?
     }
 
     nonisolated let unownedExecutor: UnownedSerialExecutor
-    private let eventLoopGroup: MultiThreadedEventLoopGroup
-    private let database: DatabasePool
-    private let leaseTTL: Duration
-    private let historyLimit: Int
-    private let claims: ClaimPolicy
-    private let nowMillis: @Sendable () -> Int64
-    private let logger: Logger
+    let eventLoopGroup: MultiThreadedEventLoopGroup
+    let database: DatabasePool
+    let leaseTTL: Duration
+    let historyLimit: Int
+    let claims: ClaimPolicy
+    let nowMillis: @Sendable () -> Int64
+    let logger: Logger
 
-    private var live: [String: Live] = [:]
+    var live: [String: Live] = [:]
     /// The oldest credential generation accepted per node (absent: 0); raised by `revoke`.
-    private var credentialGenerations: [String: Int64] = [:]
-    private var revision: Int64 = 0
-    private var compactedRevision: Int64 = 0
-    private var nextNodeID: Int = 1
+    var credentialGenerations: [String: Int64] = [:]
+    var revision: Int64 = 0
+    var compactedRevision: Int64 = 0
+    var nextNodeID: Int = 1
     /// Events after `compactedRevision`, in revision order.
-    private var history: [RegistryEvent] = []
-    private var waiters: [Int: Waiter] = [:]
-    private var nextWaiterID = 0
-    private var closing = false
+    var history: [RegistryEvent] = []
+    var waiters: [Int: Waiter] = [:]
+    var nextWaiterID = 0
+    var closing = false
     /// Open streaming watches: every change is encoded once here and the bytes queued on each stream.
     nonisolated let streams: WatchStreamHub
 
@@ -133,7 +133,7 @@ actor RegistryStore {
     }
 
     /// Closes the database (after `beginShutdown`), so a successor can open it at once.
-    private func closeDatabase() {
+    func closeDatabase() {
         do {
             try database.close()
         } catch {
@@ -155,7 +155,7 @@ actor RegistryStore {
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
-    private static func migrate(_ database: DatabasePool) throws {
+    static func migrate(_ database: DatabasePool) throws {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(sql: """
@@ -209,13 +209,13 @@ actor RegistryStore {
         }
     }
 
-    private func wake(_ id: Int) {
+    func wake(_ id: Int) {
         guard let waiter = waiters.removeValue(forKey: id) else { return }
         waiter.timer?.cancel()
         waiter.continuation.resume()
     }
 
-    private func wakeAll() {
+    func wakeAll() {
         let all = waiters
         waiters.removeAll()
         for waiter in all.values {
@@ -308,7 +308,7 @@ actor RegistryStore {
         }
     }
 
-    private func remove(_ names: [String]) throws {
+    func remove(_ names: [String]) throws {
         let first = revision + 1
         try database.write { db in
             for (offset, name) in names.enumerated() {
@@ -326,7 +326,7 @@ actor RegistryStore {
     }
 
     /// Records committed events, then wakes the long polls and queues one encoded line on every stream.
-    private func append(_ events: [RegistryEvent]) {
+    func append(_ events: [RegistryEvent]) {
         for event in events {
             if case .put(_, let r) = event { revision = r }
             if case .deleted(_, let r) = event { revision = r }
@@ -337,89 +337,8 @@ actor RegistryStore {
         broadcast(events)
     }
 
-    // MARK: Streaming watches
-
-    /// What `subscribe(after:)` answers.
-    enum Subscription: Sendable {
-        /// The backlog after the requested revision (lines of at most 1000 events; at least one line, empty
-        /// events when there is no backlog), then every later change through `subscriber`.
-        case subscribed(WatchStreamSubscriber, backlog: [ByteBuffer])
-        case compacted(compactedRevision: Int64)
-        /// The server is shutting down.
-        case closed
-    }
-
-    /// Opens a stream after `after`: the backlog and the registration happen in one actor turn, so the
-    /// stream sees every change exactly once and in order.
-    func subscribe(after: Int64, maxEventsPerLine: Int = 1000) throws -> Subscription {
-        guard after >= compactedRevision, after <= revision else { return .compacted(compactedRevision: compactedRevision) }
-        guard !closing else { return .closed }
-        var backlog: [ByteBuffer] = []
-        var cursor = Int(after - compactedRevision)
-        repeat {
-            let end = min(history.count, cursor + max(1, maxEventsPerLine))
-            let chunk = Array(history[cursor..<end])
-            let lineRevision = end == history.count ? revision : (chunk.last.map(RegistryStore.revision(of:)) ?? revision)
-            backlog.append(try RegistryStore.encodeLine(RegistryWire.WatchResponse(
-                revision: lineRevision, events: chunk.map(RegistryWire.Event.init))))
-            cursor = end
-        } while cursor < history.count
-        guard let subscriber = streams.subscribe() else { return .closed }
-        return .subscribed(subscriber, backlog: backlog)
-    }
-
-    /// Queues a keepalive line (`{"revision":R,"events":[]}`) on every open stream.
-    func sendKeepalive() {
-        guard streams.count > 0 else { return }
-        broadcast(RegistryWire.WatchResponse(revision: revision, events: []))
-    }
-
-    /// Sends a keepalive every `interval` until cancelled.
-    func runKeepalive(interval: Duration) async {
-        while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
-            sendKeepalive()
-        }
-    }
-
-    private func broadcast(_ events: [RegistryEvent]) {
-        guard !events.isEmpty, streams.count > 0 else { return }
-        broadcast(RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init)))
-    }
-
-    /// Encodes `response` once and queues the same bytes on every stream. A change that cannot be encoded
-    /// (never expected) ends every stream with a resync rather than skipping it.
-    private func broadcast(_ response: RegistryWire.WatchResponse) {
-        do {
-            streams.broadcast(try RegistryStore.encodeLine(response), resyncLine: resyncLine)
-        } catch {
-            logger.error("encoding a watch line failed; streams resync", metadata: ["error": "\(error)"])
-            streams.resyncAll(with: resyncLine())
-        }
-    }
-
-    /// Told to a stream that fell behind (or whose change could not be encoded), as its last line: the
-    /// same body as a 410 answer.
-    private func resyncLine() -> ByteBuffer {
-        ByteBuffer(string: "{\"error\":\"watch stream fell behind; list and watch again\",\"compactedRevision\":\(compactedRevision)}\n")
-    }
-
-    private static func revision(of event: RegistryEvent) -> Int64 {
-        switch event {
-        case .put(_, let r), .deleted(_, let r): r
-        case .resyncRequired: 0
-        }
-    }
-
-    /// One NDJSON line: the JSON of `value` and a newline.
-    static func encodeLine(_ value: some Encodable) throws -> ByteBuffer {
-        var buffer = ByteBuffer(bytes: try JSONEncoder().encode(value))
-        buffer.writeInteger(UInt8(ascii: "\n"))
-        return buffer
-    }
-
     /// Drops the oldest history beyond `historyLimit`; watchers asking for it get a resync answer.
-    private func compact() {
+    func compact() {
         let drop = history.count - historyLimit
         let newCompacted = compactedRevision + Int64(drop)
         do {
@@ -436,7 +355,7 @@ actor RegistryStore {
 
     /// A live node keeps its ID; a requested ID is honoured when no live node holds it; otherwise the next
     /// free ID after the cursor, so a freed ID is reused as late as possible.
-    private func assignNodeID(for record: NodeRecord) throws -> UInt16 {
+    func assignNodeID(for record: NodeRecord) throws -> UInt16 {
         if let current = live[record.name] { return current.record.nodeID }
         let taken = Set(live.values.map(\.record.nodeID))
         if record.nodeID != 0, !taken.contains(record.nodeID) { return record.nodeID }
@@ -447,11 +366,11 @@ actor RegistryStore {
         return UInt16(candidate)
     }
 
-    private static func saveMeta(_ db: Database, revision: Int64, nextNodeID: Int) throws {
+    static func saveMeta(_ db: Database, revision: Int64, nextNodeID: Int) throws {
         try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?), ('next_node_id', ?)", arguments: [revision, nextNodeID])
     }
 
-    private static func encode(_ record: NodeRecord) throws -> String {
+    static func encode(_ record: NodeRecord) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return String(decoding: try encoder.encode(record), as: UTF8.self)
