@@ -19,11 +19,13 @@ extension AgentController {
         // In the order the registry stored them: of two records claiming the same prefix, the earlier one holds it.
         for record in records.sorted(by: { $0.revision < $1.revision }) where record.name != local.name {
             guard record.nodeID != 0,
-                  let underlay = local.underlay.family == .v4 ? record.ipv4 : record.ipv6 else { continue }
+                let underlay = local.underlay.family == .v4 ? record.ipv4 : record.ipv6
+            else { continue }
             seen.insert(record.name)
-            let peer = Peer(name: record.name, nodeID: record.nodeID, underlay: underlay, podCIDRs: record.podCIDRs,
-                            bootID: record.bootID, spi: record.spi, encryptSpi: record.encryptSpi,
-                            keyFingerprint: record.keyFingerprint, xfrmRevision: record.xfrmRevision)
+            let peer = Peer(
+                name: record.name, nodeID: record.nodeID, underlay: underlay, podCIDRs: record.podCIDRs,
+                bootID: record.bootID, spi: record.spi, encryptSpi: record.encryptSpi,
+                keyFingerprint: record.keyFingerprint, xfrmRevision: record.xfrmRevision)
             let slot = peers.slot(of: record.name)
             if let slot { peers[slot].departedAt = nil }
             let previous = slot.map { peers.entries[$0].peer }
@@ -42,11 +44,16 @@ extension AgentController {
             }
             if let before = previous?.spi, let now = peer.spi, now.isOlder(than: before) {
                 // Never expected: an agent's `spi` only moves forward. Egress to this peer follows it back.
-                logger.warning("peer now advertises an older key than before", metadata: [
-                    "peer": "\(record.name)", "before": "\(before)", "now": "\(now)", "recordRevision": "\(record.revision)"])
+                logger.warning(
+                    "peer now advertises an older key than before",
+                    metadata: [
+                        "peer": "\(record.name)", "before": "\(before)", "now": "\(now)",
+                        "recordRevision": "\(record.revision)",
+                    ])
             }
             if previous == nil || previous?.nodeID != peer.nodeID || previous?.underlay != peer.underlay
-                || previous?.bootID != peer.bootID || previous?.podCIDRs != peer.podCIDRs {
+                || previous?.bootID != peer.bootID || previous?.podCIDRs != peer.podCIDRs
+            {
                 var live = adoptedKeysByNode.removeValue(forKey: peer.nodeID) ?? PeerKeys()
                 for key in liveLocalKeys {
                     live.inbound.insert(key)
@@ -66,9 +73,12 @@ extension AgentController {
         }
         if connected {
             registrySynced = true
-            for i in peers.indices where peers.entries[i].departedAt == nil && !seen.contains(peers.entries[i].peer.name) {
+            for i in peers.indices
+            where peers.entries[i].departedAt == nil && !seen.contains(peers.entries[i].peer.name) {
                 peers[i].departedAt = now()
-                logger.info("peer left the registry; keeping its SAs for the grace period", metadata: ["peer": "\(peers.entries[i].peer.name)"])
+                logger.info(
+                    "peer left the registry; keeping its SAs for the grace period",
+                    metadata: ["peer": "\(peers.entries[i].peer.name)"])
             }
         }
         if !touched.isEmpty { _ = await program(slots: touched) }
@@ -82,9 +92,13 @@ extension AgentController {
         guard screen.firstReport(of: record) else { return }
         lastError = "peer record \(record.name) refused: \(conflict.message)"
         metrics.peerRecordRejected(reason: conflict.reason.rawValue)
-        logger.error("peer record refused; keeping that peer's last good state", metadata: [
-            "peer": "\(record.name)", "recordRevision": "\(record.revision)", "reason": "\(conflict.reason.rawValue)",
-            "problem": "\(conflict.message)"])
+        logger.error(
+            "peer record refused; keeping that peer's last good state",
+            metadata: [
+                "peer": "\(record.name)", "recordRevision": "\(record.revision)",
+                "reason": "\(conflict.reason.rawValue)",
+                "problem": "\(conflict.message)",
+            ])
     }
 
     /// Keys a new peer gets SAs for: every key this node may send or receive with.
@@ -105,8 +119,9 @@ extension AgentController {
                 if !mismatchReported.contains(name) {
                     mismatchReported.insert(name)
                     metrics.fingerprintMismatch()
-                    logger.error("peer advertises key \(spi) with another fingerprint; not switching to it",
-                                 metadata: ["peer": "\(name)"])
+                    logger.error(
+                        "peer advertises key \(spi) with another fingerprint; not switching to it",
+                        metadata: ["peer": "\(name)"])
                 }
                 guard let fallback else { continue }
                 spi = fallback
@@ -120,7 +135,8 @@ extension AgentController {
                 peers[i].encryptEntry = entry
             } catch {
                 lastError = "bpf: \(error)"
-                logger.error("BPF peer update failed (reconcile will retry)", metadata: ["peer": "\(name)", "error": "\(error)"])
+                logger.error(
+                    "BPF peer update failed (reconcile will retry)", metadata: ["peer": "\(name)", "error": "\(error)"])
             }
         }
     }

@@ -91,19 +91,26 @@ extension AgentController {
         // writes to the table, so that write copies nothing.
         let table = peers
         for slot in slots {
-            let want = desiredCache.preparedState(for: table.entries[slot].peer, live: table.entries[slot].keys,
-                                                  local: local, keys: keys, derive: derive)
+            let want = desiredCache.preparedState(
+                for: table.entries[slot].peer, live: table.entries[slot].keys,
+                local: local, keys: keys, derive: derive)
             let have = table.entries[slot].installed ?? PeerObjects()
             let owner = Int32(wants.count)
             wants.append(want)
             // A rotation step only adds: no diff needed.
-            if XFRMDiff.forEachAddition(installed: have, desired: want, state: {
-                requests.append(.addState($0))
-                owners.append(owner)
-            }, policy: {
-                policyRequests.append(.addPolicy($0))
-                policyOwners.append(owner)
-            }) { continue }
+            if XFRMDiff.forEachAddition(
+                installed: have, desired: want,
+                state: {
+                    requests.append(.addState($0))
+                    owners.append(owner)
+                },
+                policy: {
+                    policyRequests.append(.addPolicy($0))
+                    policyOwners.append(owner)
+                })
+            {
+                continue
+            }
             let diff = XFRMDiff(installed: have, desired: want)
             for state in diff.addStates {
                 requests.append(.addState(state))
@@ -124,8 +131,10 @@ extension AgentController {
         }
         requests += policyRequests
         owners += policyOwners
-        return BatchPlan(slots: slots, wants: wants, batch: KernelBatch(
-            installs: requests, installOwners: owners, removals: removals, removalOwners: removalOwners))
+        return BatchPlan(
+            slots: slots, wants: wants,
+            batch: KernelBatch(
+                installs: requests, installOwners: owners, removals: removals, removalOwners: removalOwners))
     }
 
     /// Records a sent batch's outcome on the actor: advances the models of the peers whose installs all
@@ -136,7 +145,8 @@ extension AgentController {
             peers[slot].installed = plan.wants[index]
         }
         for (request, error) in outcome.removalFailures {
-            logger.warning("XFRM removal failed (reconcile will retry)", metadata: ["request": "\(request)", "error": "\(error)"])
+            logger.warning(
+                "XFRM removal failed (reconcile will retry)", metadata: ["request": "\(request)", "error": "\(error)"])
         }
         return outcome.failed.isEmpty && outcome.removalFailures.isEmpty
     }
@@ -155,8 +165,9 @@ extension AgentController {
 
     func publishRecord(spi: KeyID?, encryptSpi: KeyID?) async -> Int64? {
         let fingerprint = spi.flatMap { fingerprints[$0] } ?? ""
-        let update = NodeRecordUpdate(spi: spi, encryptSpi: encryptSpi, keyFingerprint: fingerprint,
-                                      xfrmRevision: appliedRevision)
+        let update = NodeRecordUpdate(
+            spi: spi, encryptSpi: encryptSpi, keyFingerprint: fingerprint,
+            xfrmRevision: appliedRevision)
         do {
             let revision = try await publisher.publish(update)
             publishedRevision = update.xfrmRevision

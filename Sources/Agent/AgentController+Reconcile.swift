@@ -35,10 +35,12 @@ extension AgentController {
                     if case .failure(let error) = result, !Self.isAlreadyExists(error), !Self.isNotFound(error) {
                         report.errors += 1
                         lastError = "xfrm: \(error)"
-                        logger.error("reconcile repair failed", metadata: ["request": "\(requests[i])", "error": "\(error)"])
+                        logger.error(
+                            "reconcile repair failed", metadata: ["request": "\(requests[i])", "error": "\(error)"])
                     }
                 }
-                logger.info("reconcile repaired \(requests.count) object(s)", metadata: ["summary": "\(report.summary)"])
+                logger.info(
+                    "reconcile repaired \(requests.count) object(s)", metadata: ["summary": "\(report.summary)"])
             }
             xfrmHealthy = report.errors == 0
             if report.errors == 0 {
@@ -71,8 +73,11 @@ extension AgentController {
         guard state.mark != nil, let last = sequenceHistory[state.id] else { return state }
         var resumed = state
         resumed.outboundSequence = last &+ Self.sequenceJump
-        logger.warning("re-creating a lost OUT SA past its last sequence number", metadata: [
-            "state": "\(state)", "lastSequence": "\(last)"])
+        logger.warning(
+            "re-creating a lost OUT SA past its last sequence number",
+            metadata: [
+                "state": "\(state)", "lastSequence": "\(last)",
+            ])
         return resumed
     }
 

@@ -106,9 +106,13 @@ extension AgentController {
             for old in live.inbound where old != current {
                 // The peer sends older(its encryptSpi, its view of our spi). It has seen our advertisement once its
                 // xfrmRevision reached the revision of that advertisement.
-                let acked = encryptSpi.map { old.isOlder(than: $0) } == true && old.isOlder(than: current)
+                let acked =
+                    encryptSpi.map { old.isOlder(than: $0) } == true && old.isOlder(than: current)
                     && xfrmRevision >= advertiseRevision
-                if acked || fallbackOpen && fallbackAllowed(DatapathLayout.spi(key: old, sender: nodeID), local.underlay, at: t) {
+                if acked
+                    || fallbackOpen
+                        && fallbackAllowed(DatapathLayout.spi(key: old, sender: nodeID), local.underlay, at: t)
+                {
                     if !acked { fallbacks += 1 }
                     next.inbound.remove(old)
                 }
@@ -127,10 +131,12 @@ extension AgentController {
         }
         if fallbacks > 0 {
             metrics.fallbackReclaims(fallbacks)
-            logger.warning("reclaimed \(fallbacks) SA(s) by fallback: peers never acknowledged but counters stayed still")
+            logger.warning(
+                "reclaimed \(fallbacks) SA(s) by fallback: peers never acknowledged but counters stayed still")
         }
         if !changed.isEmpty { _ = await program(slots: changed) }
-        for key in Set(keys.keys) where key != current && !peers.entries.contains(where: { $0.keys.all.contains(key) }) {
+        for key in Set(keys.keys) where key != current && !peers.entries.contains(where: { $0.keys.all.contains(key) })
+        {
             keys[key] = nil
         }
         if phase == .reclaim, !hasOldKeys {

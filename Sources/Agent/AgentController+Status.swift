@@ -14,25 +14,29 @@ extension AgentController {
         return AgentStatus(
             node: local.name, nodeID: local.nodeID, underlay: local.underlay.description,
             currentKey: currentKey?.rawValue, advertisedKey: advertisedKey?.rawValue, encryptKey: encryptKey?.rawValue,
-            phase: phase, keysInUse: Set(peers.entries.flatMap { $0.keys.all }).union(currentKey.map { [$0] } ?? [])
+            phase: phase,
+            keysInUse: Set(peers.entries.flatMap { $0.keys.all }).union(currentKey.map { [$0] } ?? [])
                 .map(\.rawValue).sorted(),
             secondsSinceRotation: lastRotationCompletedAt.map { Self.seconds(t - $0) },
             registryConnected: registryConnected,
             peers: peers.entries.sorted { $0.peer.name < $1.peer.name }.map { entry in
                 let peer = entry.peer, live = entry.keys
-                let egress: UInt8? = switch (encryptKey, entry.encryptEntry?.peerSPI) {
-                case (let l?, let p?): EncryptMark.egressSPI(local: l, peer: p).rawValue
-                default: nil
-                }
+                let egress: UInt8? =
+                    switch (encryptKey, entry.encryptEntry?.peerSPI) {
+                    case (let l?, let p?): EncryptMark.egressSPI(local: l, peer: p).rawValue
+                    default: nil
+                    }
                 return AgentStatus.PeerRow(
                     name: peer.name, nodeID: peer.nodeID, address: peer.underlay.description, spi: peer.spi?.rawValue,
                     encryptSpi: peer.encryptSpi?.rawValue, egressSpi: egress,
-                    inboundKeys: live.inbound.map(\.rawValue).sorted(), outboundKeys: live.outbound.map(\.rawValue).sorted(),
+                    inboundKeys: live.inbound.map(\.rawValue).sorted(),
+                    outboundKeys: live.outbound.map(\.rawValue).sorted(),
                     departing: entry.departedAt != nil)
             },
             lastReconcile: lastReconcile.map {
-                AgentStatus.ReconcileSummary(secondsAgo: Self.seconds(t - $0.finishedAt), durationMillis: Self.seconds($0.duration) * 1000,
-                                             repairs: $0.summary, errors: $0.errors)
+                AgentStatus.ReconcileSummary(
+                    secondsAgo: Self.seconds(t - $0.finishedAt), durationMillis: Self.seconds($0.duration) * 1000,
+                    repairs: $0.summary, errors: $0.errors)
             },
             lastError: lastError)
     }
@@ -43,9 +47,13 @@ extension AgentController {
     }
 
     /// The peers and key state for `trace`.
-    public func traceInputs() -> (local: LocalNode, encryptKey: KeyID?, peers: [Peer], entries: [String: PeerEncryptEntry]) {
-        (local, encryptKey, peers.entries.map(\.peer),
-         Dictionary(uniqueKeysWithValues: peers.entries.compactMap { e in e.encryptEntry.map { (e.peer.name, $0) } }))
+    public func traceInputs() -> (
+        local: LocalNode, encryptKey: KeyID?, peers: [Peer], entries: [String: PeerEncryptEntry]
+    ) {
+        (
+            local, encryptKey, peers.entries.map(\.peer),
+            Dictionary(uniqueKeysWithValues: peers.entries.compactMap { e in e.encryptEntry.map { (e.peer.name, $0) } })
+        )
     }
 
     /// Owned objects by kind and direction from the agent's own model — no kernel dump (for metrics).

@@ -114,10 +114,12 @@ public actor AgentController {
     var lastError: String?
     var screen: PeerRecordScreen
 
-    public init(local: LocalNode, kernel: any XFRMKernel, encryptMap: any EncryptMap, publisher: any RecordPublisher,
-                keyOperations: KeyOperations, settings: Settings = Settings(),
-                now: @escaping @Sendable () -> Duration, logger: Logger = Logger(label: "ipsec-agent"),
-                metrics: AgentMetrics = AgentMetrics()) {
+    public init(
+        local: LocalNode, kernel: any XFRMKernel, encryptMap: any EncryptMap, publisher: any RecordPublisher,
+        keyOperations: KeyOperations, settings: Settings = Settings(),
+        now: @escaping @Sendable () -> Duration, logger: Logger = Logger(label: "ipsec-agent"),
+        metrics: AgentMetrics = AgentMetrics()
+    ) {
         self.local = local
         self.kernel = kernel
         self.encryptMap = encryptMap
@@ -153,18 +155,21 @@ public actor AgentController {
         for state in adoptedStates {
             guard let (key, sender) = DatapathLayout.decode(spi: state.spi) else { continue }
             if sender == local.nodeID, let mark = state.mark {
-                adoptedKeysByNode[UInt16(truncatingIfNeeded: mark.value >> 16), default: PeerKeys()].outbound.insert(key)
+                adoptedKeysByNode[UInt16(truncatingIfNeeded: mark.value >> 16), default: PeerKeys()].outbound.insert(
+                    key)
             } else if state.destination == local.underlay {
                 adoptedKeysByNode[sender, default: PeerKeys()].inbound.insert(key)
             }
         }
         let adoptedKeys = Set(adoptedKeysByNode.values.flatMap { $0.all })
-        logger.info("adopted datapath", metadata: [
-            "advertised": "\(advertisedKey.map(String.init(describing:)) ?? "none")",
-            "encrypting": "\(encryptKey.map(String.init(describing:)) ?? "none")",
-            "peersWithSAs": "\(adoptedKeysByNode.count)",
-            "keysInKernel": "\(adoptedKeys.sorted().map(\.description).joined(separator: ","))",
-        ])
+        logger.info(
+            "adopted datapath",
+            metadata: [
+                "advertised": "\(advertisedKey.map(String.init(describing:)) ?? "none")",
+                "encrypting": "\(encryptKey.map(String.init(describing:)) ?? "none")",
+                "peersWithSAs": "\(adoptedKeysByNode.count)",
+                "keysInKernel": "\(adoptedKeys.sorted().map(\.description).joined(separator: ","))",
+            ])
     }
 
     // MARK: - Key file
@@ -188,7 +193,9 @@ public actor AgentController {
             if key.id == current {
                 if key == held { return }  // the same file again
                 metrics.keyLoadError(reason: "same_spi")
-                logger.error("key file rejected: key ID \(key.id) is in use with different key material; keeping the current key")
+                logger.error(
+                    "key file rejected: key ID \(key.id) is in use with different key material; keeping the current key"
+                )
                 lastError = "key file: key ID \(key.id) already in use with other material"
                 return
             }

@@ -15,12 +15,15 @@ public struct AgentMetrics: Sendable {
 
     func rotationCompleted(duration: Duration) {
         Counter(label: "ipsec_rotations_total", dimensions: [("result", "completed")], factory: factory).increment()
-        Timer(label: "ipsec_rotation_duration_seconds", preferredDisplayUnit: .seconds, factory: factory).recordNanoseconds(duration.nanoseconds)
+        Timer(label: "ipsec_rotation_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(duration.nanoseconds)
     }
 
     func phaseDuration(_ phase: RotationPhase, _ duration: Duration) {
-        Timer(label: "ipsec_rotation_phase_duration_seconds", dimensions: [("phase", phase.rawValue)],
-              preferredDisplayUnit: .seconds, factory: factory).recordNanoseconds(duration.nanoseconds)
+        Timer(
+            label: "ipsec_rotation_phase_duration_seconds", dimensions: [("phase", phase.rawValue)],
+            preferredDisplayUnit: .seconds, factory: factory
+        ).recordNanoseconds(duration.nanoseconds)
     }
 
     func setPhase(_ phase: RotationPhase) {
@@ -40,7 +43,8 @@ public struct AgentMetrics: Sendable {
     }
 
     func peerRecordRejected(reason: String) {
-        Counter(label: "ipsec_peer_records_rejected_total", dimensions: [("reason", reason)], factory: factory).increment()
+        Counter(label: "ipsec_peer_records_rejected_total", dimensions: [("reason", reason)], factory: factory)
+            .increment()
     }
 
     func xfrmError() {
@@ -48,14 +52,19 @@ public struct AgentMetrics: Sendable {
     }
 
     func reconciled(_ report: ReconcileReport) {
-        Timer(label: "ipsec_reconcile_duration_seconds", preferredDisplayUnit: .seconds, factory: factory).recordNanoseconds(report.duration.nanoseconds)
+        Timer(label: "ipsec_reconcile_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(report.duration.nanoseconds)
         for (object, actions) in report.repairs {
             for (action, n) in actions {
-                Counter(label: "ipsec_reconcile_repairs_total", dimensions: [("object", object), ("action", action)],
-                        factory: factory).increment(by: n)
+                Counter(
+                    label: "ipsec_reconcile_repairs_total", dimensions: [("object", object), ("action", action)],
+                    factory: factory
+                ).increment(by: n)
             }
         }
-        if report.errors > 0 { Counter(label: "ipsec_reconcile_errors_total", factory: factory).increment(by: report.errors) }
+        if report.errors > 0 {
+            Counter(label: "ipsec_reconcile_errors_total", factory: factory).increment(by: report.errors)
+        }
     }
 }
 

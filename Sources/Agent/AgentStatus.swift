@@ -40,19 +40,27 @@ public struct AgentStatus: Sendable, Codable, Equatable {
     public var text: String {
         func k(_ v: UInt8?) -> String { v.map(String.init) ?? "-" }
         var out = """
-        node \(node) (id \(nodeID)) underlay \(underlay)
-        key: current \(k(currentKey)), advertised \(k(advertisedKey)), encrypting \(k(encryptKey)); phase \(phase.rawValue); keys in use \(keysInUse.map(String.init).joined(separator: ","))
-        registry: \(registryConnected ? "connected" : "UNREACHABLE (datapath kept as is)")
+            node \(node) (id \(nodeID)) underlay \(underlay)
+            key: current \(k(currentKey)), advertised \(k(advertisedKey)), encrypting \(k(encryptKey)); phase \(phase.rawValue); keys in use \(keysInUse.map(String.init).joined(separator: ","))
+            registry: \(registryConnected ? "connected" : "UNREACHABLE (datapath kept as is)")
 
-        """
+            """
         if let r = lastReconcile {
-            out += "last reconcile: \(String(format1: r.secondsAgo))s ago, \(String(format1: r.durationMillis)) ms, repairs: \(r.repairs), errors \(r.errors)\n"
+            out +=
+                "last reconcile: \(String(format1: r.secondsAgo))s ago, \(String(format1: r.durationMillis)) ms, repairs: \(r.repairs), errors \(r.errors)\n"
         }
         if let e = lastError { out += "last error: \(e)\n" }
-        out += "\n" + ["PEER", "ID", "ADDRESS", "SPI", "ENCRYPT", "EGRESS", "IN-KEYS", "OUT-KEYS"].joined(separator: "\t") + "\n"
+        out +=
+            "\n" + ["PEER", "ID", "ADDRESS", "SPI", "ENCRYPT", "EGRESS", "IN-KEYS", "OUT-KEYS"].joined(separator: "\t")
+            + "\n"
         for p in peers {
-            out += [p.name + (p.departing ? " (leaving)" : ""), String(p.nodeID), p.address, k(p.spi), k(p.encryptSpi), k(p.egressSpi),
-                    p.inboundKeys.map(String.init).joined(separator: ","), p.outboundKeys.map(String.init).joined(separator: ",")]
+            out +=
+                [
+                    p.name + (p.departing ? " (leaving)" : ""), String(p.nodeID), p.address, k(p.spi), k(p.encryptSpi),
+                    k(p.egressSpi),
+                    p.inboundKeys.map(String.init).joined(separator: ","),
+                    p.outboundKeys.map(String.init).joined(separator: ","),
+                ]
                 .joined(separator: "\t") + "\n"
         }
         return out

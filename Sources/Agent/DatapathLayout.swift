@@ -44,8 +44,10 @@ public enum DatapathLayout {
     /// FWD select `peer pods → local pods`. Pod CIDRs are assumed the same size cluster-wide (a peer with a
     /// shorter one stays inexact: slower, never wrong). Only ever lowers `current`: more policies hashed, lookups
     /// unchanged (the kernel consults the hash and the inexact lists alike).
-    public static func policyHashThresholds(current: XFRMPolicyHashThresholds,
-                                            podCIDRs: [IPPrefix]) -> XFRMPolicyHashThresholds {
+    public static func policyHashThresholds(
+        current: XFRMPolicyHashThresholds,
+        podCIDRs: [IPPrefix]
+    ) -> XFRMPolicyHashThresholds {
         var wanted = current
         if let v4 = podCIDRs.filter({ $0.family == .v4 }).map(\.length).min() {
             wanted.ipv4 = .init(local: 0, remote: min(current.ipv4.remote, UInt8(v4)))

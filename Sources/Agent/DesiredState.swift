@@ -3,8 +3,11 @@ import Keys
 import XFRM
 
 /// Derives the key of one directional SA; the production implementation is HKDF (`KeyDerivation`).
-public typealias PairKeyDerivation = @Sendable (_ key: IPsecKey, _ source: IPAddress, _ destination: IPAddress,
-                                                _ sourceBootID: String, _ destinationBootID: String) -> PairKey
+public typealias PairKeyDerivation =
+    @Sendable (
+        _ key: IPsecKey, _ source: IPAddress, _ destination: IPAddress,
+        _ sourceBootID: String, _ destinationBootID: String
+    ) -> PairKey
 
 /// The XFRM objects the agent wants in the kernel: a pure function of the local node, its peers, the key
 /// generations live per peer, and the key material at hand. See docs/datapath.md ("XFRM layout").
@@ -18,20 +21,27 @@ public struct DesiredState: Sendable, Equatable {
     public init() {}
 
     /// - Parameter includeDropPolicies: false for one peer's objects alone (the drop policies are global).
-    public init(local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys],
-                keys: [KeyID: IPsecKey], derive: PairKeyDerivation, includeDropPolicies: Bool = true) {
-        self.init(local: local, peers: peers, peerKeys: peerKeys, keys: keys, includeDropPolicies: includeDropPolicies) {
+    public init(
+        local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys],
+        keys: [KeyID: IPsecKey], derive: PairKeyDerivation, includeDropPolicies: Bool = true
+    ) {
+        self.init(local: local, peers: peers, peerKeys: peerKeys, keys: keys, includeDropPolicies: includeDropPolicies)
+        {
             key, _, source, destination, sourceBoot, destinationBoot in
             derive(key, source, destination, sourceBoot, destinationBoot).xfrmAlgorithm
         }
     }
 
     /// The transform of one SA: derived from `key` for the pair, or reused (`DesiredStateCache`).
-    typealias AlgorithmSource = (_ key: IPsecKey, _ spi: UInt32, _ source: IPAddress, _ destination: IPAddress,
-                                 _ sourceBootID: String, _ destinationBootID: String) -> XFRMAlgorithm
+    typealias AlgorithmSource = (
+        _ key: IPsecKey, _ spi: UInt32, _ source: IPAddress, _ destination: IPAddress,
+        _ sourceBootID: String, _ destinationBootID: String
+    ) -> XFRMAlgorithm
 
-    init(local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys], keys: [KeyID: IPsecKey],
-         includeDropPolicies: Bool, algorithm: AlgorithmSource) {
+    init(
+        local: LocalNode, peers: some Collection<Peer>, peerKeys: [String: PeerKeys], keys: [KeyID: IPsecKey],
+        includeDropPolicies: Bool, algorithm: AlgorithmSource
+    ) {
         if includeDropPolicies { policies = DesiredState.dropPolicies }
         for peer in peers {
             guard let live = peerKeys[peer.name] else { continue }
@@ -46,11 +56,17 @@ public struct DesiredState: Sendable, Equatable {
 
     /// One peer's objects into a `DesiredState`: OUT objects per outbound key, IN SAs per inbound key, then the
     /// admission policies. `PeerObjects` builds the same objects, grouped, in the same order.
-    static func build(into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer, live: PeerKeys,
-                      keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
+    static func build(
+        into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer, live: PeerKeys,
+        keys: [KeyID: IPsecKey], algorithm: AlgorithmSource
+    ) {
         guard hasObjects(local: local, peer: peer, live: live) else { return }
-        for key in live.outbound { addOutbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
-        for key in live.inbound { addInbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm) }
+        for key in live.outbound {
+            addOutbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm)
+        }
+        for key in live.inbound {
+            addInbound(into: &sink, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm)
+        }
         if !live.inbound.isEmpty { addAdmission(into: &sink, local: local, peer: peer) }
     }
 
@@ -62,40 +78,52 @@ public struct DesiredState: Sendable, Equatable {
     public static let dropPolicies: [XFRMPolicyID: XFRMPolicy] = {
         var out: [XFRMPolicyID: XFRMPolicy] = [:]
         for any in [IPPrefix("0.0.0.0/0")!, IPPrefix("::/0")!] {
-            let p = XFRMPolicy(selector: XFRMSelector(source: any, destination: any), direction: .out,
-                               priority: DatapathLayout.dropPolicyPriority, action: .block,
-                               mark: DatapathLayout.encryptMarkMatch)
+            let p = XFRMPolicy(
+                selector: XFRMSelector(source: any, destination: any), direction: .out,
+                priority: DatapathLayout.dropPolicyPriority, action: .block,
+                mark: DatapathLayout.encryptMarkMatch)
             out[p.id] = p
         }
         return out
     }()
 
-    static func addOutbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
-                                    keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
+    static func addOutbound(
+        into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
+        keys: [KeyID: IPsecKey], algorithm: AlgorithmSource
+    ) {
         let spi = DatapathLayout.spi(key: key, sender: local.nodeID)
         let mark = DatapathLayout.outMark(key: key, peer: peer.nodeID)
         let id = XFRMStateID(destination: peer.underlay, spi: spi, mark: mark)
         if let material = keys[key] {
             let transform = algorithm(material, spi, local.underlay, peer.underlay, local.bootID, peer.bootID)
-            sink.add(XFRMState(source: local.underlay, destination: peer.underlay, spi: spi, mode: .tunnel,
-                               reqid: DatapathLayout.reqid, mark: mark, algorithm: transform,
-                               replayWindow: DatapathLayout.replayWindow, esn: true))
+            sink.add(
+                XFRMState(
+                    source: local.underlay, destination: peer.underlay, spi: spi, mode: .tunnel,
+                    reqid: DatapathLayout.reqid, mark: mark, algorithm: transform,
+                    replayWindow: DatapathLayout.replayWindow, esn: true))
         } else {
             sink.keep(id)
         }
         // One template array shared by the peer's OUT policies (copy-on-write: no allocation per policy).
-        let templates = [XFRMTemplate(source: local.underlay, destination: peer.underlay, spi: spi,
-                                      reqid: DatapathLayout.reqid, mode: .tunnel)]
+        let templates = [
+            XFRMTemplate(
+                source: local.underlay, destination: peer.underlay, spi: spi,
+                reqid: DatapathLayout.reqid, mode: .tunnel)
+        ]
         for cidr in peer.podCIDRs {
             let any = cidr.family == .v4 ? DesiredState.anyV4 : DesiredState.anyV6
-            sink.add(XFRMPolicy(selector: XFRMSelector(source: any, destination: cidr), direction: .out,
-                                priority: DatapathLayout.outPolicyPriority, action: .allow, mark: mark,
-                                templates: templates))
+            sink.add(
+                XFRMPolicy(
+                    selector: XFRMSelector(source: any, destination: cidr), direction: .out,
+                    priority: DatapathLayout.outPolicyPriority, action: .allow, mark: mark,
+                    templates: templates))
         }
     }
 
-    static func addInbound(into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
-                                   keys: [KeyID: IPsecKey], algorithm: AlgorithmSource) {
+    static func addInbound(
+        into sink: inout some DesiredObjectSink, key: KeyID, local: LocalNode, peer: Peer,
+        keys: [KeyID: IPsecKey], algorithm: AlgorithmSource
+    ) {
         let spi = DatapathLayout.spi(key: key, sender: peer.nodeID)
         let id = XFRMStateID(destination: local.underlay, spi: spi)
         guard let material = keys[key] else {
@@ -103,20 +131,27 @@ public struct DesiredState: Sendable, Equatable {
             return
         }
         let transform = algorithm(material, spi, peer.underlay, local.underlay, peer.bootID, local.bootID)
-        sink.add(XFRMState(source: peer.underlay, destination: local.underlay, spi: spi, mode: .tunnel,
-                           reqid: DatapathLayout.reqid, algorithm: transform,
-                           replayWindow: DatapathLayout.replayWindow, esn: true))
+        sink.add(
+            XFRMState(
+                source: peer.underlay, destination: local.underlay, spi: spi, mode: .tunnel,
+                reqid: DatapathLayout.reqid, algorithm: transform,
+                replayWindow: DatapathLayout.replayWindow, esn: true))
     }
 
     /// IN and FWD policies: traffic from the peer's pods to ours must arrive through the agent's SAs.
     static func addAdmission(into sink: inout some DesiredObjectSink, local: LocalNode, peer: Peer) {
-        let templates = [XFRMTemplate(source: peer.underlay, destination: local.underlay, spi: 0,
-                                      reqid: DatapathLayout.reqid, mode: .tunnel)]
+        let templates = [
+            XFRMTemplate(
+                source: peer.underlay, destination: local.underlay, spi: 0,
+                reqid: DatapathLayout.reqid, mode: .tunnel)
+        ]
         for theirs in peer.podCIDRs {
             for ours in local.podCIDRs where ours.family == theirs.family {
                 for direction in [XFRMPolicyDirection.in, .fwd] {
-                    sink.add(XFRMPolicy(selector: XFRMSelector(source: theirs, destination: ours), direction: direction,
-                                        priority: DatapathLayout.inPolicyPriority, action: .allow, templates: templates))
+                    sink.add(
+                        XFRMPolicy(
+                            selector: XFRMSelector(source: theirs, destination: ours), direction: direction,
+                            priority: DatapathLayout.inPolicyPriority, action: .allow, templates: templates))
                 }
             }
         }
@@ -143,13 +178,15 @@ extension PairKey {
         case .aesGCM(_, let icvBits):
             return .aead(name: "rfc4106(gcm(aes))", key: encryptionKey, icvBits: icvBits)
         case .cbcHMAC(let hash, _, _):
-            let truncation = switch hash {
-            case "sha1": 96
-            case "sha512": 256
-            default: 128
-            }
-            return .authEncrypt(authName: "hmac(\(hash))", authKey: authenticationKey ?? SecretBytes([]),
-                                truncationBits: truncation, cryptName: "cbc(aes)", cryptKey: encryptionKey)
+            let truncation =
+                switch hash {
+                case "sha1": 96
+                case "sha512": 256
+                default: 128
+                }
+            return .authEncrypt(
+                authName: "hmac(\(hash))", authKey: authenticationKey ?? SecretBytes([]),
+                truncationBits: truncation, cryptName: "cbc(aes)", cryptKey: encryptionKey)
         }
     }
 }

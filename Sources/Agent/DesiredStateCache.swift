@@ -80,40 +80,50 @@ struct DesiredStateCache {
     }
 
     /// One peer's objects (drop policies excluded).
-    mutating func state(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
-                        derive: PairKeyDerivation) -> PeerObjects {
+    mutating func state(
+        for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
+        derive: PairKeyDerivation
+    ) -> PeerObjects {
         prepare(local: local, keys: keys)
         return preparedState(for: peer, live: live, local: local, keys: keys, derive: derive)
     }
 
     /// `state(for:)` after `prepare` with the same local node and keys (a batch of peers prepares once).
-    mutating func preparedState(for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
-                                derive: PairKeyDerivation) -> PeerObjects {
+    mutating func preparedState(
+        for peer: Peer, live: PeerKeys, local: LocalNode, keys: [KeyID: IPsecKey],
+        derive: PairKeyDerivation
+    ) -> PeerObjects {
         assert(local == self.local && keys == materials, "prepare(local:keys:) first")
         let slot = entries.index(forKey: peer.name)
         if let slot {
             let changedAt = materialChangedAt, epoch = materialEpoch
-            if let (objects, patched) = Self.refresh(&entries.values[slot], peer: peer, live: live, local: local,
-                                                     keys: keys, changedAt: changedAt, epoch: epoch, derive: derive) {
+            if let (objects, patched) = Self.refresh(
+                &entries.values[slot], peer: peer, live: live, local: local,
+                keys: keys, changedAt: changedAt, epoch: epoch, derive: derive)
+            {
                 if patched { misses += 1 }
                 return objects
             }
         }
-        let now = PeerInputs(nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
-                             bootID: peer.bootID, live: live, stamp: materialEpoch)
+        let now = PeerInputs(
+            nodeID: peer.nodeID, underlay: peer.underlay, podCIDRs: peer.podCIDRs,
+            bootID: peer.bootID, live: live, stamp: materialEpoch)
         // Rebuilt: a new peer, or its identity, pod CIDRs or key material changed.
         let previous = slot.map { entries.values[$0] }
         misses += 1
-        let sameIdentity = previous.map {
-            $0.inputs.nodeID == peer.nodeID && $0.inputs.underlay == peer.underlay && $0.inputs.bootID == peer.bootID
-        } ?? false
+        let sameIdentity =
+            previous.map {
+                $0.inputs.nodeID == peer.nodeID && $0.inputs.underlay == peer.underlay
+                    && $0.inputs.bootID == peer.bootID
+            } ?? false
         // Transforms to reuse, by SPI (key ID and sender: one per direction), when the pair is the same and the
         // key's material has not changed since they were derived. A handful per peer: searched linearly.
         var reusable: [(spi: UInt32, algorithm: XFRMAlgorithm)] = []
         if sameIdentity, let previous {
             for state in previous.objects.states {
                 guard let key = DatapathLayout.decode(spi: state.spi)?.key,
-                      materialChangedAt[Int(key.rawValue)] <= previous.inputs.stamp else { continue }
+                    materialChangedAt[Int(key.rawValue)] <= previous.inputs.stamp
+                else { continue }
                 reusable.append((state.spi, state.algorithm))
             }
         }
@@ -138,12 +148,15 @@ struct DesiredStateCache {
     /// strings, arrays and models retained and released, per peer): the entry is up to date, or only the peer's
     /// live keys changed (a rotation step) and the groups of the keys that came or went are patched. Nil when the
     /// entry must be rebuilt (identity, pod CIDRs or key material changed).
-    private static func refresh(_ entry: inout Entry, peer: Peer, live: PeerKeys, local: LocalNode,
-                                keys: [KeyID: IPsecKey], changedAt: [UInt64], epoch: UInt64,
-                                derive: PairKeyDerivation) -> (objects: PeerObjects, patched: Bool)? {
+    private static func refresh(
+        _ entry: inout Entry, peer: Peer, live: PeerKeys, local: LocalNode,
+        keys: [KeyID: IPsecKey], changedAt: [UInt64], epoch: UInt64,
+        derive: PairKeyDerivation
+    ) -> (objects: PeerObjects, patched: Bool)? {
         guard entry.inputs.nodeID == peer.nodeID, entry.inputs.underlay == peer.underlay,
-              entry.inputs.bootID == peer.bootID, entry.inputs.podCIDRs == peer.podCIDRs,
-              isCurrent(entry.inputs, changedAt: changedAt) else { return nil }
+            entry.inputs.bootID == peer.bootID, entry.inputs.podCIDRs == peer.podCIDRs,
+            isCurrent(entry.inputs, changedAt: changedAt)
+        else { return nil }
         if entry.inputs.live == live { return (entry.objects, false) }
         guard peer.nodeID != 0, peer.underlay.family == local.underlay.family else { return nil }
         entry.objects.patch(from: entry.inputs.live, to: live, local: local, peer: peer, keys: keys) {
@@ -172,21 +185,29 @@ struct DesiredStateCache {
 
     /// Brings every peer's entry up to date (peers gone are forgotten) and returns the index of all of them plus
     /// the global drop policies: what reconcile compares the kernel with.
-    mutating func index(peers: PeerTable, local: LocalNode, keys: [KeyID: IPsecKey],
-                        derive: PairKeyDerivation) -> Index {
-        index(peers.entries.lazy.map { ($0.peer, $0.keys) }, count: peers.count, isPeer: { peers.slot(of: $0) != nil },
-              local: local, keys: keys, derive: derive)
+    mutating func index(
+        peers: PeerTable, local: LocalNode, keys: [KeyID: IPsecKey],
+        derive: PairKeyDerivation
+    ) -> Index {
+        index(
+            peers.entries.lazy.map { ($0.peer, $0.keys) }, count: peers.count, isPeer: { peers.slot(of: $0) != nil },
+            local: local, keys: keys, derive: derive)
     }
 
     /// `index` over peers and their live keys held apart (a peer without live keys has none).
-    mutating func index(peers: [String: Peer], peerKeys: [String: PeerKeys], local: LocalNode,
-                        keys: [KeyID: IPsecKey], derive: PairKeyDerivation) -> Index {
-        index(peers.values.lazy.map { ($0, peerKeys[$0.name] ?? PeerKeys()) }, count: peers.count,
-              isPeer: { peers[$0] != nil }, local: local, keys: keys, derive: derive)
+    mutating func index(
+        peers: [String: Peer], peerKeys: [String: PeerKeys], local: LocalNode,
+        keys: [KeyID: IPsecKey], derive: PairKeyDerivation
+    ) -> Index {
+        index(
+            peers.values.lazy.map { ($0, peerKeys[$0.name] ?? PeerKeys()) }, count: peers.count,
+            isPeer: { peers[$0] != nil }, local: local, keys: keys, derive: derive)
     }
 
-    private mutating func index(_ peers: some Sequence<(Peer, PeerKeys)>, count: Int, isPeer: (String) -> Bool,
-                                local: LocalNode, keys: [KeyID: IPsecKey], derive: PairKeyDerivation) -> Index {
+    private mutating func index(
+        _ peers: some Sequence<(Peer, PeerKeys)>, count: Int, isPeer: (String) -> Bool,
+        local: LocalNode, keys: [KeyID: IPsecKey], derive: PairKeyDerivation
+    ) -> Index {
         prepare(local: local, keys: keys)
         for (peer, live) in peers {
             _ = preparedState(for: peer, live: live, local: local, keys: keys, derive: derive)
@@ -200,8 +221,9 @@ struct DesiredStateCache {
             stateCount += entry.objects.stateCount
             policyCount += entry.objects.policyCount
         }
-        return Index(entries: entries, namesByNodeID: namesByNodeID, namesByCIDR: namesByCIDR,
-                     stateCount: stateCount, policyCount: policyCount)
+        return Index(
+            entries: entries, namesByNodeID: namesByNodeID, namesByCIDR: namesByCIDR,
+            stateCount: stateCount, policyCount: policyCount)
     }
 
     /// A peer's objects as last computed.

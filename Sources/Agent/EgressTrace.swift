@@ -30,10 +30,14 @@ public struct EgressTrace: Sendable, Codable, Equatable {
 
 extension AgentController {
     /// Explains the egress decision for a packet to `destination`.
-    public func trace(to destination: IPAddress, kernel: any XFRMKernel, encryptMap: any EncryptMap) async -> EgressTrace {
+    public func trace(
+        to destination: IPAddress, kernel: any XFRMKernel, encryptMap: any EncryptMap
+    ) async -> EgressTrace {
         let (local, _, peers, _) = traceInputs()
         var t = EgressTrace(destination: destination.description, verdict: "", steps: [])
-        func step(_ stage: String, _ detail: String, _ ok: Bool = true) { t.steps.append(.init(stage: stage, detail: detail, ok: ok)) }
+        func step(_ stage: String, _ detail: String, _ ok: Bool = true) {
+            t.steps.append(.init(stage: stage, detail: detail, ok: ok))
+        }
 
         let mapLocal = try? encryptMap.localSPI()
         let entries = (try? encryptMap.peers()) ?? [:]
@@ -46,7 +50,9 @@ extension AgentController {
         }
         let peer = peers.first { $0.nodeID == entry.nodeID }
         t.peer = peer?.name
-        step("bpf peer map", "\(cidr) → node \(entry.nodeID)\(peer.map { " (\($0.name))" } ?? "") advertised key \(entry.peerSPI)")
+        step(
+            "bpf peer map",
+            "\(cidr) → node \(entry.nodeID)\(peer.map { " (\($0.name))" } ?? "") advertised key \(entry.peerSPI)")
         guard let localKey = mapLocal else {
             step("bpf encrypt_state", "local key 0 (not ready): marked for the drop policy", false)
             t.verdict = "dropped by the default-drop policy (encryption not ready; never plaintext)"
@@ -65,20 +71,28 @@ extension AgentController {
         let any = cidr.family == .v4 ? IPPrefix("0.0.0.0/0")! : IPPrefix("::/0")!
         let policyID = XFRMPolicyID(selector: XFRMSelector(source: any, destination: cidr), direction: .out, mark: mark)
         guard let policy = try? await kernel.policy(policyID) else {
-            step("xfrm policy", "no OUT policy for \(cidr) with mark \(mark): the drop policy blocks it (XfrmOutPolBlock)", false)
+            step(
+                "xfrm policy",
+                "no OUT policy for \(cidr) with mark \(mark): the drop policy blocks it (XfrmOutPolBlock)", false)
             t.verdict = "dropped: missing OUT policy"
             return t
         }
-        step("xfrm policy", "OUT \(policy.selector) mark \(mark) prio \(policy.priority) → tmpl spi 0x\(String(policy.templates.first?.spi ?? 0, radix: 16))",
-             policy.templates.first?.spi == spi)
+        step(
+            "xfrm policy",
+            "OUT \(policy.selector) mark \(mark) prio \(policy.priority) → tmpl spi 0x\(String(policy.templates.first?.spi ?? 0, radix: 16))",
+            policy.templates.first?.spi == spi)
         guard let peerAddress = policy.templates.first?.destination,
-              let state = try? await kernel.state(XFRMStateID(destination: peerAddress, spi: spi, mark: mark)) else {
+            let state = try? await kernel.state(XFRMStateID(destination: peerAddress, spi: spi, mark: mark))
+        else {
             step("xfrm state", "no OUT SA spi \(t.spi!) (XfrmOutNoStates)", false)
             t.verdict = "dropped: missing OUT SA"
             return t
         }
         let packets = state.counters.map { ", \($0.packets) packets so far" } ?? ""
-        step("xfrm state", "ESP tunnel \(state.source) → \(state.destination) spi \(t.spi!) reqid 0x\(String(state.reqid, radix: 16))\(packets)")
+        step(
+            "xfrm state",
+            "ESP tunnel \(state.source) → \(state.destination) spi \(t.spi!) reqid 0x\(String(state.reqid, radix: 16))\(packets)"
+        )
         t.verdict = "encrypted with key \(chosen) to \(peer?.name ?? "node \(entry.nodeID)") via \(state.destination)"
         return t
     }

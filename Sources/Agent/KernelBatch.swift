@@ -39,13 +39,16 @@ struct KernelBatch: Sendable {
                     outcome.installFailures.append((installs[i], error))
                 }
             }
-            let batch = outcome.failed.isEmpty
-                ? removals : removals.indices.filter { !outcome.failed.contains(removalOwners[$0]) }.map { removals[$0] }
+            let batch =
+                outcome.failed.isEmpty
+                ? removals
+                : removals.indices.filter { !outcome.failed.contains(removalOwners[$0]) }.map { removals[$0] }
             sendRemovals(batch, kernel, outcome, pending)
         }
     }
 
-    private func sendRemovals(_ batch: [XFRMRequest], _ kernel: any XFRMKernel, _ outcome: Outcome, _ pending: Pending) {
+    private func sendRemovals(_ batch: [XFRMRequest], _ kernel: any XFRMKernel, _ outcome: Outcome, _ pending: Pending)
+    {
         guard !batch.isEmpty else {
             pending.fulfil(outcome)
             return

@@ -9,8 +9,10 @@ public struct KeyOperations: Sendable {
     /// Throws a descriptive error when `new` may not replace `current` (same ID, other algorithm or length).
     public var checkRotation: @Sendable (_ new: IPsecKey, _ current: IPsecKey) throws -> Void
 
-    public init(derive: @escaping PairKeyDerivation, fingerprint: @escaping @Sendable (IPsecKey) -> String,
-                checkRotation: @escaping @Sendable (IPsecKey, IPsecKey) throws -> Void) {
+    public init(
+        derive: @escaping PairKeyDerivation, fingerprint: @escaping @Sendable (IPsecKey) -> String,
+        checkRotation: @escaping @Sendable (IPsecKey, IPsecKey) throws -> Void
+    ) {
         self.derive = derive
         self.fingerprint = fingerprint
         self.checkRotation = checkRotation

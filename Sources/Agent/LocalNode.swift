@@ -34,8 +34,10 @@ public struct Peer: Hashable, Sendable {
     /// Registry revision the peer's datapath reflects.
     public var xfrmRevision: Int64
 
-    public init(name: String, nodeID: UInt16, underlay: IPAddress, podCIDRs: [IPPrefix], bootID: String,
-                spi: KeyID? = nil, encryptSpi: KeyID? = nil, keyFingerprint: String = "", xfrmRevision: Int64 = 0) {
+    public init(
+        name: String, nodeID: UInt16, underlay: IPAddress, podCIDRs: [IPPrefix], bootID: String,
+        spi: KeyID? = nil, encryptSpi: KeyID? = nil, keyFingerprint: String = "", xfrmRevision: Int64 = 0
+    ) {
         self.name = name
         self.nodeID = nodeID
         self.underlay = underlay

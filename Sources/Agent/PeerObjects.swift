@@ -59,7 +59,8 @@ public struct PeerObjects: Sendable, Equatable {
     }
 
     /// One peer's objects (what `DesiredStateCache` keeps).
-    init(local: LocalNode, peer: Peer, live: PeerKeys, keys: [KeyID: IPsecKey], algorithm: DesiredState.AlgorithmSource) {
+    init(local: LocalNode, peer: Peer, live: PeerKeys, keys: [KeyID: IPsecKey], algorithm: DesiredState.AlgorithmSource)
+    {
         self.init()
         guard DesiredState.hasObjects(local: local, peer: peer, live: live) else { return }
         groups.reserveCapacity(live.outbound.count + live.inbound.count)
@@ -72,8 +73,10 @@ public struct PeerObjects: Sendable, Equatable {
     /// key material: drops the groups of keys no longer live, builds only those of keys newly live. The groups
     /// kept are shared with the model patched from. A rotation step adds or removes one key per peer.
     /// Order may differ from a rebuild's; the set of objects is the same.
-    mutating func patch(from old: PeerKeys, to new: PeerKeys, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
-                        algorithm: DesiredState.AlgorithmSource) {
+    mutating func patch(
+        from old: PeerKeys, to new: PeerKeys, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
+        algorithm: DesiredState.AlgorithmSource
+    ) {
         let addedOut = new.outbound.subtracting(old.outbound), addedIn = new.inbound.subtracting(old.inbound)
         if !old.outbound.isSubset(of: new.outbound) || !old.inbound.isSubset(of: new.inbound) {
             groups.removeAll { group in
@@ -90,15 +93,19 @@ public struct PeerObjects: Sendable, Equatable {
         if old.inbound.isEmpty, !new.inbound.isEmpty { addAdmission(local: local, peer: peer) }
     }
 
-    private mutating func addOutbound(_ key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
-                                      algorithm: DesiredState.AlgorithmSource) {
+    private mutating func addOutbound(
+        _ key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
+        algorithm: DesiredState.AlgorithmSource
+    ) {
         var builder = GroupBuilder()
         DesiredState.addOutbound(into: &builder, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm)
         groups.append(builder.group(.outbound(key)))
     }
 
-    private mutating func addInbound(_ key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
-                                     algorithm: DesiredState.AlgorithmSource) {
+    private mutating func addInbound(
+        _ key: KeyID, local: LocalNode, peer: Peer, keys: [KeyID: IPsecKey],
+        algorithm: DesiredState.AlgorithmSource
+    ) {
         var builder = GroupBuilder()
         DesiredState.addInbound(into: &builder, key: key, local: local, peer: peer, keys: keys, algorithm: algorithm)
         groups.append(builder.group(.inbound(key)))
@@ -112,9 +119,11 @@ public struct PeerObjects: Sendable, Equatable {
 
     /// True when both hold the same admission array (one buffer, or both empty): equal without comparing.
     func sharesAdmission(with other: PeerObjects) -> Bool {
-        admission.withUnsafeBufferPointer { a in other.admission.withUnsafeBufferPointer { b in
-            a.baseAddress == b.baseAddress && a.count == b.count
-        } }
+        admission.withUnsafeBufferPointer { a in
+            other.admission.withUnsafeBufferPointer { b in
+                a.baseAddress == b.baseAddress && a.count == b.count
+            }
+        }
     }
 
     public var isEmpty: Bool {
@@ -159,7 +168,9 @@ public struct PeerObjects: Sendable, Equatable {
 
     /// The same objects in the same order (shared groups compare by reference).
     public static func == (a: PeerObjects, b: PeerObjects) -> Bool {
-        if a.groups.count == b.groups.count, zip(a.groups, b.groups).allSatisfy({ $0 === $1 }), a.sharesAdmission(with: b) {
+        if a.groups.count == b.groups.count, zip(a.groups, b.groups).allSatisfy({ $0 === $1 }),
+            a.sharesAdmission(with: b)
+        {
             return true
         }
         return a.states == b.states && a.keptStates == b.keptStates && a.policies == b.policies
@@ -185,11 +196,16 @@ private struct GroupBuilder: DesiredObjectSink {
 
     mutating func add(_ policy: XFRMPolicy) {
         let id = policy.id
-        if let i = policies.firstIndex(where: { $0.hasID(id) }) { policies[i] = policy } else { policies.append(policy) }
+        if let i = policies.firstIndex(where: { $0.hasID(id) }) {
+            policies[i] = policy
+        } else {
+            policies.append(policy)
+        }
     }
 
     func group(_ tag: PeerObjects.Group.Tag) -> PeerObjects.Group {
-        let sa: PeerObjects.Group.SA = if let state { .state(state) } else if let keptState { .kept(keptState) } else { .none }
+        let sa: PeerObjects.Group.SA =
+            if let state { .state(state) } else if let keptState { .kept(keptState) } else { .none }
         return PeerObjects.Group(tag: tag, sa: sa, policies: policies)
     }
 }

@@ -22,8 +22,11 @@ struct PeerRecordScreen {
             return mine
         }
         for entry in peers.entries where entry.peer.name != record.name {
-            let theirs: (IPAddress?, IPAddress?) = entry.peer.underlay.family == .v4 ? (entry.peer.underlay, nil) : (nil, entry.peer.underlay)
-            if let conflict = policy.conflict(record, against: entry.peer.name, underlays: theirs, podCIDRs: entry.peer.podCIDRs) {
+            let theirs: (IPAddress?, IPAddress?) =
+                entry.peer.underlay.family == .v4 ? (entry.peer.underlay, nil) : (nil, entry.peer.underlay)
+            if let conflict = policy.conflict(
+                record, against: entry.peer.name, underlays: theirs, podCIDRs: entry.peer.podCIDRs)
+            {
                 return conflict
             }
         }

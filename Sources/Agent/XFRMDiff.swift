@@ -14,8 +14,10 @@ public struct XFRMDiff: Sendable, Equatable {
     public var updatePolicies: [XFRMPolicy] = []
     public var deletePolicies: [XFRMPolicyID] = []
 
-    public init(desired: some DesiredObjects, actualStates: some Collection<XFRMState>,
-                actualPolicies: some Collection<XFRMPolicy>) {
+    public init(
+        desired: some DesiredObjects, actualStates: some Collection<XFRMState>,
+        actualPolicies: some Collection<XFRMPolicy>
+    ) {
         // One look-up per actual object. Only when fewer actual objects matched than are desired does a second
         // pass collect the actual identities to find the missing ones (the steady state skips it). Identities are
         // unique in the kernel (an SA by destination, SPI, protocol and mark; an owned policy by selector,
@@ -74,7 +76,8 @@ public struct XFRMDiff: Sendable, Equatable {
     /// The fields that define an SA's behaviour; counters, selector and kernel-normalised fields are ignored.
     static func sameState(_ a: XFRMState, _ b: XFRMState) -> Bool {
         a.source == b.source && a.destination == b.destination && a.spi == b.spi && a.proto == b.proto
-            && a.mode == b.mode && a.reqid == b.reqid && a.mark == b.mark && a.algorithm == b.algorithm && a.esn == b.esn
+            && a.mode == b.mode && a.reqid == b.reqid && a.mark == b.mark && a.algorithm == b.algorithm
+            && a.esn == b.esn
     }
 
     static func samePolicy(_ a: XFRMPolicy, _ b: XFRMPolicy) -> Bool {
@@ -130,12 +133,15 @@ extension XFRMDiff {
     /// rotation step adding keys, a new peer, or nothing changed), the diff is additions only: the objects of the
     /// desired groups not installed, and the admission policies if they are new. Passes those, in the order the diff
     /// lists them, without building the diff's arrays and returns true; returns false, passing nothing, otherwise.
-    static func forEachAddition(installed have: PeerObjects, desired want: PeerObjects,
-                                state: (XFRMState) -> Void, policy: (XFRMPolicy) -> Void) -> Bool {
+    static func forEachAddition(
+        installed have: PeerObjects, desired want: PeerObjects,
+        state: (XFRMState) -> Void, policy: (XFRMPolicy) -> Void
+    ) -> Bool {
         let haveGroups = have.groups, wantGroups = want.groups
         let sameAdmission = have.sharesAdmission(with: want)
         guard sameAdmission || have.admission.isEmpty,
-              haveGroups.allSatisfy({ group in wantGroups.contains { $0 === group } }) else { return false }
+            haveGroups.allSatisfy({ group in wantGroups.contains { $0 === group } })
+        else { return false }
         for group in wantGroups where !haveGroups.contains(where: { $0 === group }) {
             if let added = group.state { state(added) }
         }

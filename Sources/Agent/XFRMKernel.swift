@@ -1,3 +1,4 @@
+import IPsecPrimitives
 import XFRM
 
 /// The kernel's XFRM database as the agent uses it. Production: `XFRMClient` on a dedicated thread;
@@ -51,8 +52,6 @@ public enum XFRMKernelError: Error, Equatable, CustomStringConvertible {
 public protocol RecordPublisher: Sendable {
     func publish(_ record: NodeRecordUpdate) async throws -> Int64
 }
-
-import IPsecPrimitives
 
 /// The fields of this node's record the agent controls.
 public struct NodeRecordUpdate: Hashable, Sendable {

@@ -22,7 +22,9 @@ public struct AdminServer {
         self.logger = logger
     }
 
-    public func makeApplication(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    public func makeApplication(
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         let router = Router()
         let handle = self.handle
         let telemetry = self.telemetry
@@ -32,7 +34,9 @@ public struct AdminServer {
             return await controller.isReady() ? text(.ok, "ready\n") : text(.serviceUnavailable, "not ready\n")
         }
         router.get("status") { _, _ in
-            guard let controller = handle.controller else { return text(.serviceUnavailable, "starting: no node ID from the registry yet\n") }
+            guard let controller = handle.controller else {
+                return text(.serviceUnavailable, "starting: no node ID from the registry yet\n")
+            }
             return try json(await controller.status())
         }
         router.get("trace") { request, _ in
@@ -46,8 +50,9 @@ public struct AdminServer {
         }
         router.get("metrics") { _, _ in
             await telemetry.refresh(handle)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: telemetry.registry.emitToBuffer())))
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: telemetry.registry.emitToBuffer())))
         }
         return Application(
             router: router,
@@ -64,6 +69,7 @@ private func text(_ status: HTTPResponse.Status, _ body: String) -> Response {
 private func json(_ value: some Encodable) throws -> Response {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    return Response(status: .ok, headers: [.contentType: "application/json"],
-                    body: .init(byteBuffer: ByteBuffer(bytes: Array(try encoder.encode(value)))))
+    return Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(bytes: Array(try encoder.encode(value)))))
 }

@@ -86,29 +86,40 @@ public struct AgentConfiguration: Sendable, Equatable {
         } catch {
             throw Error(file: file, line: (error as? YamlError).flatMap(Self.line(of:)), message: "not valid YAML")
         }
-        guard let map = root.mapping else { throw Error(file: file, line: root.mark?.line, message: "expected a mapping of settings") }
+        guard let map = root.mapping else {
+            throw Error(file: file, line: root.mark?.line, message: "expected a mapping of settings")
+        }
         let reader = Reader(file: file, map: map, known: knownKeys)
         try reader.rejectUnknown()
 
         let name = try reader.string("node")
         guard NodeName.isValid(name) else {
-            throw reader.error("node", "node name must be 1–63 lowercase letters, digits or '-', got \"\(name.prefix(64))\"")
+            throw reader.error(
+                "node", "node name must be 1–63 lowercase letters, digits or '-', got \"\(name.prefix(64))\"")
         }
         var v4: IPAddress?
         var v6: IPAddress?
         for text in try reader.strings("underlay") {
-            guard let a = IPAddress(text) else { throw reader.error("underlay", "not an IP address: \"\(text.prefix(64))\"") }
+            guard let a = IPAddress(text) else {
+                throw reader.error("underlay", "not an IP address: \"\(text.prefix(64))\"")
+            }
             if a.family == .v4 { v4 = a } else { v6 = a }
         }
-        guard v4 != nil || v6 != nil else { throw reader.error("underlay", "at least one underlay address is required") }
+        guard v4 != nil || v6 != nil else {
+            throw reader.error("underlay", "at least one underlay address is required")
+        }
         let pods = try reader.strings("podCIDRs").map { text in
             guard let p = IPPrefix(text) else { throw reader.error("podCIDRs", "not a CIDR: \"\(text.prefix(64))\"") }
             return p
         }
         guard !pods.isEmpty else { throw reader.error("podCIDRs", "at least one pod CIDR is required") }
 
-        guard let regNode = map["registry"] else { throw Error(file: file, line: nil, message: "missing required setting \"registry\"") }
-        guard let regMap = regNode.mapping else { throw Error(file: file, line: regNode.mark?.line, message: "\"registry\" must be a mapping") }
+        guard let regNode = map["registry"] else {
+            throw Error(file: file, line: nil, message: "missing required setting \"registry\"")
+        }
+        guard let regMap = regNode.mapping else {
+            throw Error(file: file, line: regNode.mark?.line, message: "\"registry\" must be a mapping")
+        }
         let reg = Reader(file: file, map: regMap, known: registryKeys, prefix: "registry.")
         try reg.rejectUnknown()
         let registry: Registry
@@ -125,32 +136,43 @@ public struct AgentConfiguration: Sendable, Equatable {
         case (.some, .some):
             throw reg.error("etcd", "set either registry.embedded or registry.etcd, not both")
         case (nil, nil):
-            throw Error(file: file, line: regNode.mark?.line, message: "registry needs \"embedded\" (URL) or \"etcd\" (endpoints)")
+            throw Error(
+                file: file, line: regNode.mark?.line,
+                message: "registry needs \"embedded\" (URL) or \"etcd\" (endpoints)")
         }
 
         var tls: TLSFiles?
         if let tlsNode = regMap["tls"] {
-            guard let tlsMap = tlsNode.mapping else { throw reg.error("tls", "expected a mapping with ca, certificate, key") }
+            guard let tlsMap = tlsNode.mapping else {
+                throw reg.error("tls", "expected a mapping with ca, certificate, key")
+            }
             let t = Reader(file: file, map: tlsMap, known: tlsKeys, prefix: "registry.tls.")
             try t.rejectUnknown()
-            tls = TLSFiles(ca: try t.string("ca"), certificate: try t.optionalString("certificate"), key: try t.optionalString("key"))
+            tls = TLSFiles(
+                ca: try t.string("ca"), certificate: try t.optionalString("certificate"),
+                key: try t.optionalString("key"))
             guard (tls?.certificate == nil) == (tls?.key == nil) else {
-                throw t.error(tls?.certificate == nil ? "key" : "certificate", "registry.tls.certificate and registry.tls.key go together")
+                throw t.error(
+                    tls?.certificate == nil ? "key" : "certificate",
+                    "registry.tls.certificate and registry.tls.key go together")
             }
         }
         let insecure = try reg.bool("insecure", default: false)
-        let urls: [(String, String)] = switch registry {
-        case .embedded(let url): [("embedded", url)]
-        case .etcd(let endpoints, _): endpoints.map { ("etcd", $0) }
-        }
+        let urls: [(String, String)] =
+            switch registry {
+            case .embedded(let url): [("embedded", url)]
+            case .etcd(let endpoints, _): endpoints.map { ("etcd", $0) }
+            }
         for (key, url) in urls {
             let endpoint = try EndpointURL(url)  // validated above
             if tls != nil, !endpoint.isTLS {
                 throw reg.error(key, "registry.tls is set, so the URL must be https://, got \"\(url.prefix(64))\"")
             }
             if !endpoint.isTLS, !endpoint.isLoopback, !insecure {
-                throw reg.error(key, "plain http:// to \(endpoint.host) would send the credential and every record in the clear: "
-                                + "use https:// with registry.tls, or set registry.insecure: true")
+                throw reg.error(
+                    key,
+                    "plain http:// to \(endpoint.host) would send the credential and every record in the clear: "
+                        + "use https:// with registry.tls, or set registry.insecure: true")
             }
         }
 
@@ -162,7 +184,8 @@ public struct AgentConfiguration: Sendable, Equatable {
             bpfPinDirectory: try reader.optionalString("bpfPinDirectory") ?? "/sys/fs/bpf/ipsec-agent",
             reconcileInterval: try reader.duration("reconcileInterval", default: .seconds(15), min: .milliseconds(100)),
             rotationJitter: try reader.duration("rotationJitter", default: .zero, min: .zero),
-            rotationFallbackTimeout: try reader.duration("rotationFallbackTimeout", default: .seconds(300), min: .seconds(1)),
+            rotationFallbackTimeout: try reader.duration(
+                "rotationFallbackTimeout", default: .seconds(300), min: .seconds(1)),
             fallbackQuietWindow: try reader.duration("fallbackQuietWindow", default: .seconds(30), min: .seconds(1)),
             peerRemovalGrace: try reader.duration("peerRemovalGrace", default: .seconds(60), min: .zero),
             adminListen: try reader.listenAddress("adminListen") ?? "127.0.0.1:9479",
@@ -176,17 +199,21 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Settings that work but that an operator should hear about at start-up.
     public var warnings: [String] {
         var out: [String] = []
-        let plain: [EndpointURL] = switch registry {
-        case .embedded(let url): [try? EndpointURL(url)].compactMap { $0 }
-        case .etcd(let endpoints, _): endpoints.compactMap { try? EndpointURL($0) }
-        }
+        let plain: [EndpointURL] =
+            switch registry {
+            case .embedded(let url): [try? EndpointURL(url)].compactMap { $0 }
+            case .etcd(let endpoints, _): endpoints.compactMap { try? EndpointURL($0) }
+            }
         for endpoint in plain where !endpoint.isTLS && !endpoint.isLoopback {
-            out.append("the registry at \(endpoint) is plain HTTP (registry.insecure: true): the credential and every record "
-                       + "cross the network in the clear; use https:// with registry.tls")
+            out.append(
+                "the registry at \(endpoint) is plain HTTP (registry.insecure: true): the credential and every record "
+                    + "cross the network in the clear; use https:// with registry.tls")
         }
         if let admin = ListenAddress(adminListen), !admin.isLoopback {
-            out.append("adminListen \(adminListen) is not a loopback address: /status, /trace and /metrics (peer names, "
-                       + "addresses, key IDs) are served to anyone who can reach it; keep it on 127.0.0.1 or firewall the port")
+            out.append(
+                "adminListen \(adminListen) is not a loopback address: /status, /trace and /metrics (peer names, "
+                    + "addresses, key IDs) are served to anyone who can reach it; keep it on 127.0.0.1 or firewall the port"
+            )
         }
         return out
     }
@@ -212,16 +239,24 @@ public struct AgentConfiguration: Sendable, Equatable {
         func rejectUnknown() throws {
             var lines: [String: Int] = [:]
             for (key, _) in map {
-                guard let k = key.string else { throw Error(file: file, line: key.mark?.line, message: "setting names must be strings") }
+                guard let k = key.string else {
+                    throw Error(file: file, line: key.mark?.line, message: "setting names must be strings")
+                }
                 let line = key.mark?.line ?? 0
                 if let first = lines[k] {
-                    throw Error(file: file, line: line,
-                                message: "setting \"\(prefix)\(k.prefix(64))\" is given twice, at lines \(first) and \(line); keep one")
+                    throw Error(
+                        file: file, line: line,
+                        message:
+                            "setting \"\(prefix)\(k.prefix(64))\" is given twice, at lines \(first) and \(line); keep one"
+                    )
                 }
                 lines[k] = line
                 if !known.contains(k) {
-                    throw Error(file: file, line: key.mark?.line,
-                                message: "unknown setting \"\(prefix)\(k.prefix(64))\" (known: \(known.sorted().joined(separator: ", ")))")
+                    throw Error(
+                        file: file, line: key.mark?.line,
+                        message:
+                            "unknown setting \"\(prefix)\(k.prefix(64))\" (known: \(known.sorted().joined(separator: ", ")))"
+                    )
                 }
             }
         }
@@ -280,7 +315,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         func integer(_ key: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
             guard let text = try optionalString(key) else { return value }
             guard let n = Int(text), range.contains(n) else {
-                throw error(key, "expected a whole number \(range.lowerBound)…\(range.upperBound), got \"\(text.prefix(32))\"")
+                throw error(
+                    key, "expected a whole number \(range.lowerBound)…\(range.upperBound), got \"\(text.prefix(32))\"")
             }
             return n
         }

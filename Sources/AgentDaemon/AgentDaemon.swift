@@ -1,4 +1,5 @@
 import Agent
+import CoreMetrics
 import Datapath
 import Foundation
 import IPsecPrimitives
@@ -20,8 +21,10 @@ public struct AgentDaemon: Service {
     public let metricsFactory: (any MetricsFactoryProvider)?
     public let logger: Logger
 
-    public init(configuration: AgentConfiguration, registry: any NodeRegistry, handle: AgentHandle,
-                metricsFactory: (any MetricsFactoryProvider)? = nil, logger: Logger) {
+    public init(
+        configuration: AgentConfiguration, registry: any NodeRegistry, handle: AgentHandle,
+        metricsFactory: (any MetricsFactoryProvider)? = nil, logger: Logger
+    ) {
         self.configuration = configuration
         self.registry = registry
         self.handle = handle
@@ -37,7 +40,7 @@ public struct AgentDaemon: Service {
             try await cancelWhenGracefulShutdown {
                 try await self.runUntilCancelled()
             }
-        } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+        } catch  where Task.isShuttingDownGracefully || Task.isCancelled {
             // Cancellation surfaces as whatever the interrupted call throws (CancellationError, a cancelled HTTP
             // request, …): while stopping, that is the expected way out, not a failure.
             logger.debug("stopping", metadata: ["interrupted": "\(error)"])
@@ -54,12 +57,14 @@ public struct AgentDaemon: Service {
             do {
                 let (before, after) = try await kernel.hashPolicies(podCIDRs: config.podCIDRs)
                 if before != after {
-                    logger.info("XFRM policy hash thresholds lowered so the agent's policies are hashed",
-                                metadata: ["before": "\(before)", "after": "\(after)"])
+                    logger.info(
+                        "XFRM policy hash thresholds lowered so the agent's policies are hashed",
+                        metadata: ["before": "\(before)", "after": "\(after)"])
                 }
             } catch {
-                logger.warning("could not set the XFRM policy hash thresholds (policies stay on the kernel's inexact lists: slower at scale, still correct)",
-                               metadata: ["error": "\(error)"])
+                logger.warning(
+                    "could not set the XFRM policy hash thresholds (policies stay on the kernel's inexact lists: slower at scale, still correct)",
+                    metadata: ["error": "\(error)"])
             }
         }
         let datapath = try BPFDatapath(pinDirectory: config.bpfPinDirectory)
@@ -67,10 +72,13 @@ public struct AgentDaemon: Service {
             try datapath.attach(interface: interface)
             logger.info("BPF program attached", metadata: ["interface": "\(interface)"])
         }
-        handle.update { $0.kernel = kernel; $0.encryptMap = datapath }
+        handle.update {
+            $0.kernel = kernel; $0.encryptMap = datapath
+        }
 
-        let client = RegistryClient(registry: registry, nodeName: config.nodeName,
-                                    logger: Logger(label: "ipsec-agent.registry"))
+        let client = RegistryClient(
+            registry: registry, nodeName: config.nodeName,
+            logger: Logger(label: "ipsec-agent.registry"))
         handle.update { $0.registryClient = client }
 
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -79,9 +87,10 @@ public struct AgentDaemon: Service {
             // Our last published record carries what we advertised before a restart: re-publish exactly that
             // (never a new key ID) to learn our node ID.
             let own = await self.lastOwnRecord()
-            var base = NodeRecord(name: config.nodeName, nodeID: own?.nodeID ?? 0, ipv4: config.underlayIPv4,
-                                  ipv6: config.underlayIPv6, podCIDRs: config.podCIDRs, bootID: bootID,
-                                  sequence: own?.sequence ?? 0)
+            var base = NodeRecord(
+                name: config.nodeName, nodeID: own?.nodeID ?? 0, ipv4: config.underlayIPv4,
+                ipv6: config.underlayIPv6, podCIDRs: config.podCIDRs, bootID: bootID,
+                sequence: own?.sequence ?? 0)
             if let own, own.bootID == bootID {
                 base.spi = own.spi
                 base.encryptSpi = own.encryptSpi
@@ -92,14 +101,16 @@ public struct AgentDaemon: Service {
             let registered = try await self.register(base, publisher: publisher)
             self.logger.info("registered", metadata: ["nodeID": "\(registered.nodeID)"])
 
-            let local = LocalNode(name: config.nodeName, nodeID: registered.nodeID, underlay: config.underlay,
-                                  podCIDRs: config.podCIDRs, bootID: bootID)
+            let local = LocalNode(
+                name: config.nodeName, nodeID: registered.nodeID, underlay: config.underlay,
+                podCIDRs: config.podCIDRs, bootID: bootID)
             var settings = AgentController.Settings()
             settings.fallbackTimeout = config.rotationFallbackTimeout
             settings.quietWindow = config.fallbackQuietWindow
             settings.peerRemovalGrace = config.peerRemovalGrace
-            settings.claims = ClaimPolicy(minimumIPv4PrefixLength: config.minimumPodPrefixIPv4,
-                                          minimumIPv6PrefixLength: config.minimumPodPrefixIPv6)
+            settings.claims = ClaimPolicy(
+                minimumIPv4PrefixLength: config.minimumPodPrefixIPv4,
+                minimumIPv6PrefixLength: config.minimumPodPrefixIPv6)
             let clock = ContinuousClock()
             let origin = clock.now
             let controller = AgentController(
@@ -129,7 +140,8 @@ public struct AgentDaemon: Service {
             // Peers: one pass over all of them per view; views are coalesced while a pass runs.
             group.addTask {
                 for await view in client.views {
-                    await controller.peersChanged(Array(view.peers.values), connected: view.connectionState == .connected)
+                    await controller.peersChanged(
+                        Array(view.peers.values), connected: view.connectionState == .connected)
                 }
             }
 
@@ -223,8 +235,6 @@ public struct AgentDaemon: Service {
     }
 }
 
-import CoreMetrics
-
 /// Supplies the metrics factory the daemon's metrics go to (the admin server's Prometheus registry).
 public protocol MetricsFactoryProvider: Sendable {
     var factory: any MetricsFactory { get }
@@ -238,8 +248,9 @@ extension KeyOperations {
     /// HKDF per-pair keys, SHA-256 fingerprints and the key-file rotation rules.
     public static let standard = KeyOperations(
         derive: { key, source, destination, sourceBoot, destinationBoot in
-            KeyDerivation.pairKey(for: key, source: source, destination: destination,
-                                  sourceBootID: sourceBoot, destinationBootID: destinationBoot)
+            KeyDerivation.pairKey(
+                for: key, source: source, destination: destination,
+                sourceBootID: sourceBoot, destinationBootID: destinationBoot)
         },
         fingerprint: { $0.fingerprint },
         checkRotation: { new, current in _ = try KeyRotationRule.check(new: new, current: current) })

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// glibc malloc settings for a long-running agent (docs/benchmarks.md, "Memory").

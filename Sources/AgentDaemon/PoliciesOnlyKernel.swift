@@ -45,4 +45,3 @@ public final class PoliciesOnlyKernel: XFRMKernel {
     public func state(_ id: XFRMStateID) async throws -> XFRMState? { states.withLock { $0[id] } }
     public func policy(_ id: XFRMPolicyID) async throws -> XFRMPolicy? { try await inner.policy(id) }
 }
-

@@ -1,8 +1,9 @@
 import Dispatch
 import Logging
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The way out when a graceful stop does not finish: a second SIGTERM/SIGINT, or a stop that takes longer than
@@ -48,5 +49,9 @@ public final class ShutdownEscalation {
 /// How many stop signals arrived (dispatch handlers run on one serial queue; the lock keeps the checker happy).
 private final class SignalCount: Sendable {
     private let count = Mutex(0)
-    func increment() -> Int { count.withLock { $0 += 1; return $0 } }
+    func increment() -> Int {
+        count.withLock {
+            $0 += 1; return $0
+        }
+    }
 }

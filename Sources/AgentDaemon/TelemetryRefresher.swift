@@ -1,5 +1,6 @@
 import Agent
 import CoreMetrics
+import Logging
 import Prometheus
 import Registry
 import Synchronization
@@ -14,12 +15,17 @@ public final class TelemetryRefresher: Sendable {
     private let reported = Mutex<(reconnects: Int, watchEvents: Int, statWarned: Bool)>((0, 0, false))
     private let logger: Logger?
 
-    public init(registry: PrometheusCollectorRegistry, xfrmStatPath: String = "/proc/net/xfrm_stat", logger: Logger? = nil) {
+    public init(
+        registry: PrometheusCollectorRegistry, xfrmStatPath: String = "/proc/net/xfrm_stat", logger: Logger? = nil
+    ) {
         self.registry = registry
         self.catalogFactory = CatalogMetricsFactory(registry: registry)
         self.xfrmErrors = XFRMErrorCounters(path: xfrmStatPath, factory: catalogFactory)
         self.logger = logger
-        CoreMetrics.Gauge(label: "ipsec_build_info", dimensions: [("version", AgentVersion.version), ("swift", AgentVersion.swift)], factory: catalogFactory).record(1)
+        CoreMetrics.Gauge(
+            label: "ipsec_build_info", dimensions: [("version", AgentVersion.version), ("swift", AgentVersion.swift)],
+            factory: catalogFactory
+        ).record(1)
     }
 
     func gauge(_ name: String, _ dims: [(String, String)] = []) -> CoreMetrics.Gauge {
@@ -68,16 +74,14 @@ public final class TelemetryRefresher: Sendable {
     }
 }
 
-import Logging
-
 /// Version strings for `--version` and `ipsec_build_info`.
 public enum AgentVersion {
     public static let version = "0.1.0"
     #if compiler(>=6.3)
-    public static let swift = "6.3"
+        public static let swift = "6.3"
     #elseif compiler(>=6.2)
-    public static let swift = "6.2"
+        public static let swift = "6.2"
     #else
-    public static let swift = "6.x"
+        public static let swift = "6.x"
     #endif
 }

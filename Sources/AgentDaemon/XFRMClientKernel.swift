@@ -29,13 +29,15 @@ public final class XFRMClientKernel: XFRMKernel {
     }
 
     public func ownedStates() async throws -> [XFRMState] {
-        AgentController.owned(try await run { client in Result { try client.states() } }.mapError(Self.classify).get(),
-                              DatapathLayout.owns)
+        AgentController.owned(
+            try await run { client in Result { try client.states() } }.mapError(Self.classify).get(),
+            DatapathLayout.owns)
     }
 
     public func ownedPolicies() async throws -> [XFRMPolicy] {
-        AgentController.owned(try await run { client in Result { try client.policies() } }.mapError(Self.classify).get(),
-                              DatapathLayout.owns)
+        AgentController.owned(
+            try await run { client in Result { try client.policies() } }.mapError(Self.classify).get(),
+            DatapathLayout.owns)
     }
 
     public func state(_ id: XFRMStateID) async throws -> XFRMState? {
@@ -48,7 +50,9 @@ public final class XFRMClientKernel: XFRMKernel {
 
     /// Lowers the namespace's policy hash thresholds so the agent's policies are hashed
     /// (`DatapathLayout.policyHashThresholds`). Returns the thresholds before and after (equal: nothing to do).
-    public func hashPolicies(podCIDRs: [IPPrefix]) async throws -> (before: XFRMPolicyHashThresholds, after: XFRMPolicyHashThresholds) {
+    public func hashPolicies(
+        podCIDRs: [IPPrefix]
+    ) async throws -> (before: XFRMPolicyHashThresholds, after: XFRMPolicyHashThresholds) {
         try await run { client in
             Result { () throws(XFRMError) -> (XFRMPolicyHashThresholds, XFRMPolicyHashThresholds) in
                 let current = try client.policyHashThresholds()

@@ -3,12 +3,12 @@ import IPsecPrimitives
 import Synchronization
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The encrypt-selection datapath: the `ipsec_encrypt_select` tc program and its pinned maps.
@@ -37,9 +37,11 @@ public final class BPFDatapath: EncryptMap {
         guard geteuid() == 0 else { throw DatapathError.notRoot(operation: "loading the BPF datapath") }
         try BPFDatapath.preparePinDirectory(pinDirectory)
         guard let bytes = Data(base64Encoded: EmbeddedBPFObject.bpfObjectBase64) else {
-            throw DatapathError.objectOpen(errno: EINVAL, details: "the embedded object is not valid base64 (build problem)")
+            throw DatapathError.objectOpen(
+                errno: EINVAL, details: "the embedded object is not valid base64 (build problem)")
         }
-        let loaded = try LoadedBPFObject(objectBytes: Array(bytes), name: EmbeddedBPFObject.name, pinDirectory: pinDirectory)
+        let loaded = try LoadedBPFObject(
+            objectBytes: Array(bytes), name: EmbeddedBPFObject.name, pinDirectory: pinDirectory)
         self.pinDirectory = pinDirectory
         self.programID = loaded.programID
         self.object = Mutex(loaded)
@@ -96,7 +98,8 @@ public final class BPFDatapath: EncryptMap {
         var value = ipsec_encrypt_state(local_spi: UInt32(spi?.rawValue ?? 0))
         let result = object.withLock { cbpf_map_update($0.stateMapFD, &key, &value, UInt64(BPF_ANY)) }
         guard result == 0 else {
-            throw DatapathError.mapOperation(map: IPSEC_MAP_ENCRYPT_STATE, operation: "update", key: "0", errno: -result)
+            throw DatapathError.mapOperation(
+                map: IPSEC_MAP_ENCRYPT_STATE, operation: "update", key: "0", errno: -result)
         }
     }
 
@@ -105,11 +108,13 @@ public final class BPFDatapath: EncryptMap {
         var value = ipsec_encrypt_state()
         let result = object.withLock { cbpf_map_lookup($0.stateMapFD, &key, &value) }
         guard result == 0 else {
-            throw DatapathError.mapOperation(map: IPSEC_MAP_ENCRYPT_STATE, operation: "lookup", key: "0", errno: -result)
+            throw DatapathError.mapOperation(
+                map: IPSEC_MAP_ENCRYPT_STATE, operation: "lookup", key: "0", errno: -result)
         }
         if value.local_spi == 0 { return nil }
         guard let spi = KeyID(value.local_spi) else {
-            throw DatapathError.corruptEntry(map: IPSEC_MAP_ENCRYPT_STATE, detail: "local SPI \(value.local_spi) is outside 1…15")
+            throw DatapathError.corruptEntry(
+                map: IPSEC_MAP_ENCRYPT_STATE, detail: "local SPI \(value.local_spi) is outside 1…15")
         }
         return spi
     }
@@ -118,10 +123,14 @@ public final class BPFDatapath: EncryptMap {
         let key = PeerMapKey(prefix)
         var value = ipsec_peer_value(node_id: entry.nodeID, spi: entry.peerSPI.rawValue, reserved: 0)
         let result = object.withLock { object in
-            key.withUnsafeBytes { cbpf_map_update(object.peerMapFD(prefix.family), $0.baseAddress, &value, UInt64(BPF_ANY)) }
+            key.withUnsafeBytes {
+                cbpf_map_update(object.peerMapFD(prefix.family), $0.baseAddress, &value, UInt64(BPF_ANY))
+            }
         }
         guard result == 0 else {
-            throw DatapathError.mapOperation(map: BPFDatapath.peerMapName(prefix.family), operation: "update", key: prefix.description, errno: -result)
+            throw DatapathError.mapOperation(
+                map: BPFDatapath.peerMapName(prefix.family), operation: "update", key: prefix.description,
+                errno: -result)
         }
     }
 
@@ -132,7 +141,9 @@ public final class BPFDatapath: EncryptMap {
             key.withUnsafeBytes { cbpf_map_delete(object.peerMapFD(prefix.family), $0.baseAddress) }
         }
         guard result == 0 || result == -ENOENT else {
-            throw DatapathError.mapOperation(map: BPFDatapath.peerMapName(prefix.family), operation: "delete", key: prefix.description, errno: -result)
+            throw DatapathError.mapOperation(
+                map: BPFDatapath.peerMapName(prefix.family), operation: "delete", key: prefix.description,
+                errno: -result)
         }
     }
 
@@ -152,14 +163,16 @@ public final class BPFDatapath: EncryptMap {
     public func counters() throws -> EncryptCounters {
         let cpus = Int(cbpf_possible_cpus())
         guard cpus > 0 else {
-            throw DatapathError.mapOperation(map: IPSEC_MAP_COUNTERS, operation: "count CPUs for", key: "-", errno: -Int32(cpus))
+            throw DatapathError.mapOperation(
+                map: IPSEC_MAP_COUNTERS, operation: "count CPUs for", key: "-", errno: -Int32(cpus))
         }
         func sum(_ index: UInt32) throws -> UInt64 {
             var key = index
             var values = [UInt64](repeating: 0, count: cpus)
             let result = object.withLock { cbpf_map_lookup($0.countersMapFD, &key, &values) }
             guard result == 0 else {
-                throw DatapathError.mapOperation(map: IPSEC_MAP_COUNTERS, operation: "lookup", key: String(index), errno: -result)
+                throw DatapathError.mapOperation(
+                    map: IPSEC_MAP_COUNTERS, operation: "lookup", key: String(index), errno: -result)
             }
             return values.reduce(0, &+)
         }
@@ -179,7 +192,8 @@ public final class BPFDatapath: EncryptMap {
         var duration: UInt32 = 0
         let result = object.withLock { object in
             frame.withUnsafeBytes {
-                cbpf_tc_test_run(object.programFD, $0.baseAddress, UInt32($0.count), mark, `repeat`, &verdict, &markOut, &duration)
+                cbpf_tc_test_run(
+                    object.programFD, $0.baseAddress, UInt32($0.count), mark, `repeat`, &verdict, &markOut, &duration)
             }
         }
         guard result == 0 else { throw DatapathError.testRun(errno: -result) }
@@ -230,15 +244,19 @@ public final class BPFDatapath: EncryptMap {
     /// Entries per batched read.
     static let readBatch = 1024
 
-    private static func readPeers(mapFD: Int32, family: IPAddress.Family, into peers: inout [IPPrefix: PeerEncryptEntry]) throws {
+    private static func readPeers(
+        mapFD: Int32, family: IPAddress.Family, into peers: inout [IPPrefix: PeerEncryptEntry]
+    ) throws {
         if try readPeersBatched(mapFD: mapFD, family: family, into: &peers) { return }
         try readPeersOneByOne(mapFD: mapFD, family: family, into: &peers)
     }
 
     /// `BPF_MAP_LOOKUP_BATCH`: one system call per 1,024 entries instead of two per entry (a reconcile pass reads
     /// the whole map). False, with nothing read, on kernels whose LPM tries have no batch operations.
-    static func readPeersBatched(mapFD: Int32, family: IPAddress.Family,
-                                         into peers: inout [IPPrefix: PeerEncryptEntry]) throws -> Bool {
+    static func readPeersBatched(
+        mapFD: Int32, family: IPAddress.Family,
+        into peers: inout [IPPrefix: PeerEncryptEntry]
+    ) throws -> Bool {
         let mapName = peerMapName(family)
         let keySize = PeerMapKey.size(family)
         var keys = [UInt8](repeating: 0, count: keySize * readBatch)
@@ -253,16 +271,18 @@ public final class BPFDatapath: EncryptMap {
                 values.withUnsafeMutableBytes { v in
                     cursor.withUnsafeMutableBytes { c in
                         next.withUnsafeMutableBytes { n in
-                            cbpf_map_lookup_batch(mapFD, started ? c.baseAddress : nil, n.baseAddress, k.baseAddress,
-                                                  v.baseAddress, &count)
+                            cbpf_map_lookup_batch(
+                                mapFD, started ? c.baseAddress : nil, n.baseAddress, k.baseAddress,
+                                v.baseAddress, &count)
                         }
                     }
                 }
             }
             if !started, result == -EINVAL || result == -EOPNOTSUPP || result == -524 /* ENOTSUPP */ { return false }
             guard result == 0 || result == -ENOENT else {
-                throw DatapathError.mapOperation(map: mapName, operation: "batch lookup", key: started ? "next batch" : "start",
-                                                 errno: -result)
+                throw DatapathError.mapOperation(
+                    map: mapName, operation: "batch lookup", key: started ? "next batch" : "start",
+                    errno: -result)
             }
             for i in 0..<Int(count) {
                 let key = PeerMapKey(family: family, bytes: keys[(i * keySize)..<((i + 1) * keySize)])
@@ -270,7 +290,8 @@ public final class BPFDatapath: EncryptMap {
                     throw DatapathError.corruptEntry(map: mapName, detail: "a key that is not a valid prefix")
                 }
                 guard let spi = KeyID(values[i].spi) else {
-                    throw DatapathError.corruptEntry(map: mapName, detail: "\(prefix): peer SPI \(values[i].spi) is outside 1…15")
+                    throw DatapathError.corruptEntry(
+                        map: mapName, detail: "\(prefix): peer SPI \(values[i].spi) is outside 1…15")
                 }
                 found[prefix] = PeerEncryptEntry(nodeID: values[i].node_id, peerSPI: spi)
             }
@@ -282,8 +303,10 @@ public final class BPFDatapath: EncryptMap {
         return true
     }
 
-    static func readPeersOneByOne(mapFD: Int32, family: IPAddress.Family,
-                                          into peers: inout [IPPrefix: PeerEncryptEntry]) throws {
+    static func readPeersOneByOne(
+        mapFD: Int32, family: IPAddress.Family,
+        into peers: inout [IPPrefix: PeerEncryptEntry]
+    ) throws {
         let mapName = peerMapName(family)
         var current: PeerMapKey? = nil
         while true {
@@ -297,7 +320,8 @@ public final class BPFDatapath: EncryptMap {
             }
             if step == -ENOENT { return }
             guard step == 0 else {
-                throw DatapathError.mapOperation(map: mapName, operation: "iterate", key: current?.prefix?.description ?? "start", errno: -step)
+                throw DatapathError.mapOperation(
+                    map: mapName, operation: "iterate", key: current?.prefix?.description ?? "start", errno: -step)
             }
             guard let prefix = next.prefix else {
                 throw DatapathError.corruptEntry(map: mapName, detail: "a key that is not a valid prefix")
@@ -306,11 +330,13 @@ public final class BPFDatapath: EncryptMap {
             let lookup = next.withUnsafeBytes { cbpf_map_lookup(mapFD, $0.baseAddress, &value) }
             if lookup == 0 {
                 guard let spi = KeyID(value.spi) else {
-                    throw DatapathError.corruptEntry(map: mapName, detail: "\(prefix): peer SPI \(value.spi) is outside 1…15")
+                    throw DatapathError.corruptEntry(
+                        map: mapName, detail: "\(prefix): peer SPI \(value.spi) is outside 1…15")
                 }
                 peers[prefix] = PeerEncryptEntry(nodeID: value.node_id, peerSPI: spi)
             } else if lookup != -ENOENT {  // deleted by another writer since get_next_key: skip it
-                throw DatapathError.mapOperation(map: mapName, operation: "lookup", key: prefix.description, errno: -lookup)
+                throw DatapathError.mapOperation(
+                    map: mapName, operation: "lookup", key: prefix.description, errno: -lookup)
             }
             current = next
         }

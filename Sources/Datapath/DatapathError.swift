@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What went wrong in the BPF datapath, with enough context to act on: the operation, the map or
@@ -35,9 +35,11 @@ public enum DatapathError: Error, Equatable, CustomStringConvertible {
         case .pinDirectory(let path, let errno):
             return "BPF datapath: pin directory \(path): \(DatapathError.text(errno))"
         case .objectOpen(let errno, let details):
-            return "BPF datapath: cannot open the embedded BPF object: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
+            return
+                "BPF datapath: cannot open the embedded BPF object: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
         case .load(let errno, let details, let verifierLog):
-            var text = "BPF datapath: loading the BPF object failed: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
+            var text =
+                "BPF datapath: loading the BPF object failed: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
             if !verifierLog.isEmpty { text += "\nverifier log (tail):\n\(verifierLog)" }
             return text
         case .missingObjectPart(let kind, let name):
@@ -45,9 +47,11 @@ public enum DatapathError: Error, Equatable, CustomStringConvertible {
         case .interfaceNotFound(let name):
             return "BPF datapath: interface \(name) not found"
         case .attach(let interface, let errno, let details):
-            return "BPF datapath: attaching to tc ingress of \(interface) failed: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
+            return
+                "BPF datapath: attaching to tc ingress of \(interface) failed: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
         case .detach(let interface, let errno, let details):
-            return "BPF datapath: detaching from tc ingress of \(interface) failed: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
+            return
+                "BPF datapath: detaching from tc ingress of \(interface) failed: \(DatapathError.text(errno))\(DatapathError.suffix(details))"
         case .mapOperation(let map, let operation, let key, let errno):
             return "BPF datapath: \(operation) \(key) in map \(map) failed: \(DatapathError.text(errno))"
         case .corruptEntry(let map, let detail):

@@ -2,7 +2,7 @@ import IPsecPrimitives
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An `EncryptMap` in memory, for other modules' tests: it behaves like `BPFDatapath`'s maps
@@ -36,7 +36,9 @@ public final class InMemoryEncryptMap: EncryptMap {
     public func upsertPeer(_ prefix: IPPrefix, _ entry: PeerEncryptEntry) throws {
         try state.withLock { state in
             if state.peers[prefix] == nil, state.count(prefix.family) >= capacityPerFamily {
-                throw DatapathError.mapOperation(map: BPFDatapath.peerMapName(prefix.family), operation: "update", key: prefix.description, errno: ENOSPC)
+                throw DatapathError.mapOperation(
+                    map: BPFDatapath.peerMapName(prefix.family), operation: "update", key: prefix.description,
+                    errno: ENOSPC)
             }
             if state.peers.updateValue(entry, forKey: prefix) == nil {
                 state.counts[prefix.family, default: 0] += 1

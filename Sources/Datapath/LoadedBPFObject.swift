@@ -1,7 +1,7 @@
 import CBPF
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The libbpf object behind `BPFDatapath`: the loaded program and its map file descriptors.
@@ -36,14 +36,21 @@ final class LoadedBPFObject {
             throw .load(errno: -loaded, details: details, verifierLog: LoadedBPFObject.tail(of: log))
         }
         do throws(DatapathError) {
-            programFD = try LoadedBPFObject.descriptor(cbpf_object_program_fd(handle, IPSEC_PROGRAM_NAME), "program", IPSEC_PROGRAM_NAME)
-            stateMapFD = try LoadedBPFObject.descriptor(cbpf_object_map_fd(handle, IPSEC_MAP_ENCRYPT_STATE), "map", IPSEC_MAP_ENCRYPT_STATE)
-            peerV4MapFD = try LoadedBPFObject.descriptor(cbpf_object_map_fd(handle, IPSEC_MAP_PEER_V4), "map", IPSEC_MAP_PEER_V4)
-            peerV6MapFD = try LoadedBPFObject.descriptor(cbpf_object_map_fd(handle, IPSEC_MAP_PEER_V6), "map", IPSEC_MAP_PEER_V6)
-            countersMapFD = try LoadedBPFObject.descriptor(cbpf_object_map_fd(handle, IPSEC_MAP_COUNTERS), "map", IPSEC_MAP_COUNTERS)
+            programFD = try LoadedBPFObject.descriptor(
+                cbpf_object_program_fd(handle, IPSEC_PROGRAM_NAME), "program", IPSEC_PROGRAM_NAME)
+            stateMapFD = try LoadedBPFObject.descriptor(
+                cbpf_object_map_fd(handle, IPSEC_MAP_ENCRYPT_STATE), "map", IPSEC_MAP_ENCRYPT_STATE)
+            peerV4MapFD = try LoadedBPFObject.descriptor(
+                cbpf_object_map_fd(handle, IPSEC_MAP_PEER_V4), "map", IPSEC_MAP_PEER_V4)
+            peerV6MapFD = try LoadedBPFObject.descriptor(
+                cbpf_object_map_fd(handle, IPSEC_MAP_PEER_V6), "map", IPSEC_MAP_PEER_V6)
+            countersMapFD = try LoadedBPFObject.descriptor(
+                cbpf_object_map_fd(handle, IPSEC_MAP_COUNTERS), "map", IPSEC_MAP_COUNTERS)
             var id: UInt32 = 0
             let result = cbpf_program_id(programFD, &id)
-            guard result == 0 else { throw DatapathError.load(errno: -result, details: "reading the program id", verifierLog: "") }
+            guard result == 0 else {
+                throw DatapathError.load(errno: -result, details: "reading the program id", verifierLog: "")
+            }
             programID = id
         } catch {
             cbpf_object_close(handle)

@@ -36,8 +36,8 @@ struct PeerMapKey {
     var prefix: IPPrefix? {
         let length = bytes.prefix(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
         guard let address = IPAddress(bytes: bytes.dropFirst(4)),
-              let prefix = IPPrefix(address: address, length: Int(length)),
-              prefix.address == address
+            let prefix = IPPrefix(address: address, length: Int(length)),
+            prefix.address == address
         else { return nil }
         return prefix
     }

@@ -23,13 +23,16 @@ public struct EndpointURL: Sendable, Hashable, CustomStringConvertible {
             throw EndpointURLError(problem: "a URL must not carry a user name or password (use the credential file)")
         }
         if let bad = rest.first(where: { "/?#".contains($0) }) {
-            throw EndpointURLError(problem: "expected only scheme, host and port, found \"\(bad)\" in \"\(text.prefix(64))\"")
+            throw EndpointURLError(
+                problem: "expected only scheme, host and port, found \"\(bad)\" in \"\(text.prefix(64))\"")
         }
         guard let (host, port) = ListenAddress.split(rest), !host.isEmpty else {
-            throw EndpointURLError(problem: "expected HOST or HOST:PORT after the scheme (IPv6 in brackets), got \"\(text.prefix(64))\"")
+            throw EndpointURLError(
+                problem: "expected HOST or HOST:PORT after the scheme (IPv6 in brackets), got \"\(text.prefix(64))\"")
         }
         let hostname = host.utf8.allSatisfy { b in
-            (0x61...0x7A).contains(b) || (0x41...0x5A).contains(b) || (0x30...0x39).contains(b) || b == 0x2D || b == 0x2E
+            (0x61...0x7A).contains(b) || (0x41...0x5A).contains(b) || (0x30...0x39).contains(b) || b == 0x2D
+                || b == 0x2E
         }
         guard IPAddress(host) != nil || hostname && host.count <= 253 else {
             throw EndpointURLError(problem: "\"\(host.prefix(64))\" is neither an IP address nor a host name")

@@ -55,7 +55,8 @@ extension IPPrefix: Codable {
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let prefix = IPPrefix(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an IP prefix: \(text.prefix(64))"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not an IP prefix: \(text.prefix(64))"))
         }
         self = prefix
     }

@@ -42,7 +42,8 @@ public struct KeyID: Hashable, Sendable, Comparable, CustomStringConvertible, Co
     public init(from decoder: any Decoder) throws {
         let v = try decoder.singleValueContainer().decode(Int.self)
         guard let id = KeyID(v) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "key ID must be 1…15, got \(v)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "key ID must be 1…15, got \(v)"))
         }
         self = id
     }

@@ -31,7 +31,8 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         }
         guard let portText else { return (host, nil) }
         guard !portText.isEmpty, portText.utf8.allSatisfy({ (0x30...0x39).contains($0) }), portText.count <= 5,
-              let port = Int(portText), (0...65535).contains(port) else { return nil }
+            let port = Int(portText), (0...65535).contains(port)
+        else { return nil }
         return (host, port)
     }
 

@@ -1,6 +1,7 @@
 /// Key material. Its description, debug description and reflection never show the bytes, so a secret
 /// cannot leak through string interpolation, `print`, `dump` or a log line.
-public struct SecretBytes: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public struct SecretBytes: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable
+{
     private let storage: [UInt8]
 
     public init(_ bytes: some Sequence<UInt8>) { storage = Array(bytes) }
@@ -24,7 +25,8 @@ public struct SecretBytes: Hashable, Sendable, CustomStringConvertible, CustomDe
         guard lhs.storage.count == rhs.storage.count else { return false }
         return lhs.storage.withUnsafeBufferPointer { a in
             rhs.storage.withUnsafeBufferPointer { b in
-                if a.baseAddress == b.baseAddress { return true }  // one buffer (a shared copy): says nothing of the bytes
+                // One buffer (a shared copy): says nothing of the bytes.
+                if a.baseAddress == b.baseAddress { return true }
                 var diff: UInt8 = 0
                 for i in 0..<a.count { diff |= a[i] ^ b[i] }
                 return diff == 0

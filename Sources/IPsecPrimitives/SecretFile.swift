@@ -7,8 +7,10 @@ public enum SecretFile {
     public enum SharedPolicy: Sendable { case refuse, warn }
 
     /// Reads `path`; `role` names the file in messages ("cluster secret file", "registry credential file").
-    public static func read(path: String, role: String, shared: SharedPolicy = .refuse,
-                            limit: Int = 65_536) throws(SecretFileError) -> (bytes: [UInt8], warning: String?) {
+    public static func read(
+        path: String, role: String, shared: SharedPolicy = .refuse,
+        limit: Int = 65_536
+    ) throws(SecretFileError) -> (bytes: [UInt8], warning: String?) {
         let file: RegularFile
         do {
             file = try RegularFile.read(path: path, limit: limit)
@@ -19,7 +21,8 @@ public enum SecretFile {
         let mode = "0" + String(file.mode, radix: 8)
         let problem = "\(role) \(path) has mode \(mode): group or others can access it; run chmod 600 on it"
         switch shared {
-        case .refuse: throw SecretFileError(description: problem + " (or pass --insecure-file-permissions to only warn)")
+        case .refuse:
+            throw SecretFileError(description: problem + " (or pass --insecure-file-permissions to only warn)")
         case .warn: return (file.bytes, problem)
         }
     }

@@ -37,8 +37,10 @@ public enum KeyDerivation {
         // keys per peer.
         let prepared = expanders(for: key)
         func derive(_ expander: PreparedHMAC, _ count: Int, _ purpose: Purpose) -> SecretBytes {
-            withInfo(purpose: purpose, key: key, identifier: prepared.identifier, source: source,
-                     destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID) {
+            withInfo(
+                purpose: purpose, key: key, identifier: prepared.identifier, source: source,
+                destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID
+            ) {
                 SecretBytes(expand(expander, info: $0, count: count))
             }
         }
@@ -78,8 +80,10 @@ public enum KeyDerivation {
         typealias Code = SIMD32<UInt8>
 
         /// HMAC(PRK, a ‖ b ‖ c). Three parts, not variadic: a variadic call allocates its array.
-        func authenticationCode(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer,
-                                _ c: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Code {
+        func authenticationCode(
+            _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer,
+            _ c: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+        ) -> Code {
             var inner = self.inner
             SHA256_Update(&inner, a.baseAddress, a.count)
             SHA256_Update(&inner, b.baseAddress, b.count)
@@ -105,8 +109,9 @@ public enum KeyDerivation {
             var counter: UInt8 = 1
             while initialized < count {
                 // T(i-1) is the output's last block (empty for T(1)).
-                let previous = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(output)[
-                    max(0, initialized - hashLength)..<initialized])
+                let previous = UnsafeRawBufferPointer(
+                    rebasing: UnsafeRawBufferPointer(output)[
+                        max(0, initialized - hashLength)..<initialized])
                 let block = withUnsafeBytes(of: counter) { keyed.authenticationCode(previous, info, $0) }
                 let n = min(hashLength, count - initialized)
                 withUnsafeBytes(of: block) { bytes in
@@ -143,12 +148,15 @@ public enum KeyDerivation {
         // digest contexts for it: a rotation's first peer took 0.75 ms in the VM with it, 0.35 without (docs/benchmarks.md).
         let keyedWithSalt = salt.withUnsafeBytes { PreparedHMAC(key: $0) }
         func extract(_ component: SecretBytes) -> PreparedHMAC {
-            var prk = component.withUnsafeBytes { keyedWithSalt.authenticationCode($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+            var prk = component.withUnsafeBytes {
+                keyedWithSalt.authenticationCode($0, UnsafeRawBufferPointer(start: nil, count: 0))
+            }
             defer { prk = PreparedHMAC.Code() }
             return withUnsafeBytes(of: prk) { PreparedHMAC(key: $0) }
         }
-        let entry = Prepared(key: key, identifier: Array(key.algorithm.identifier.utf8), encryption: extract(key.encryptionKey),
-                             authentication: key.authenticationKey.map(extract))
+        let entry = Prepared(
+            key: key, identifier: Array(key.algorithm.identifier.utf8), encryption: extract(key.encryptionKey),
+            authentication: key.authenticationKey.map(extract))
         prepared.withLock { entries in
             entries.append(entry)
             if entries.count > 4 { entries.removeFirst() }
@@ -161,8 +169,10 @@ public enum KeyDerivation {
         purpose: Purpose, key: IPsecKey, source: IPAddress, destination: IPAddress,
         sourceBootID: String, destinationBootID: String
     ) -> [UInt8] {
-        withInfo(purpose: purpose, key: key, identifier: Array(key.algorithm.identifier.utf8), source: source,
-                 destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID) { Array($0) }
+        withInfo(
+            purpose: purpose, key: key, identifier: Array(key.algorithm.identifier.utf8), source: source,
+            destination: destination, sourceBootID: sourceBootID, destinationBootID: destinationBootID
+        ) { Array($0) }
     }
 
     /// `info`'s bytes in a temporary buffer, with the algorithm identifier's bytes at hand (computed once per key).

@@ -30,7 +30,8 @@ public struct KeyFileParser: Sendable {
         do {
             contents = try RegularFile.read(path: path, limit: Self.maximumFileSize)
         } catch {
-            throw KeyFileError(file: path, line: nil, field: .file, expected: "a readable regular file", got: error.problem)
+            throw KeyFileError(
+                file: path, line: nil, field: .file, expected: "a readable regular file", got: error.problem)
         }
         guard let text = String(validating: contents.bytes, as: UTF8.self) else {
             throw KeyFileError(file: path, line: nil, field: .file, expected: "UTF-8 text", got: "invalid UTF-8")
@@ -81,7 +82,9 @@ private struct LineParser {
     func parse() throws(KeyFileError) -> IPsecKey {
         let id = try parseSPI(fields[0])
         guard fields.count >= 2 else {
-            throw error(.line, expected: "SPI, algorithm and keys (4 fields for rfc4106(gcm(aes)), 5 for hmac(…) cbc(aes))", got: "1 field")
+            throw error(
+                .line, expected: "SPI, algorithm and keys (4 fields for rfc4106(gcm(aes)), 5 for hmac(…) cbc(aes))",
+                got: "1 field")
         }
         let algorithm = fields[1]
         if algorithm == KeyFileParser.aeadName {
@@ -89,11 +92,15 @@ private struct LineParser {
         }
         if let hash = Self.hmacHash(algorithm) {
             guard let expectedBytes = KeyFileParser.hmacKeyBytes.first(where: { $0.hash == hash })?.bytes else {
-                throw error(.algorithm, expected: "hmac(sha1), hmac(sha256) or hmac(sha512)", got: KeyFileError.describe(token: algorithm))
+                throw error(
+                    .algorithm, expected: "hmac(sha1), hmac(sha256) or hmac(sha512)",
+                    got: KeyFileError.describe(token: algorithm))
             }
             return try parseCBCHMAC(id: id, hash: String(hash), authKeyBytes: expectedBytes)
         }
-        throw error(.algorithm, expected: "rfc4106(gcm(aes)) or hmac(sha1|sha256|sha512)", got: KeyFileError.describe(token: algorithm))
+        throw error(
+            .algorithm, expected: "rfc4106(gcm(aes)) or hmac(sha1|sha256|sha512)",
+            got: KeyFileError.describe(token: algorithm))
     }
 
     /// `hmac(X)` → X, else nil.
@@ -108,22 +115,28 @@ private struct LineParser {
         }
         let key = try decodeHex(fields[2], field: .aeadKey)
         guard KeyFileParser.aeadKeyBytes.contains(key.count) else {
-            throw error(.aeadKey, expected: "20, 28 or 36 bytes (AES-128/192/256 key + 4-byte salt)", got: "\(key.count) bytes")
+            throw error(
+                .aeadKey, expected: "20, 28 or 36 bytes (AES-128/192/256 key + 4-byte salt)", got: "\(key.count) bytes")
         }
         let icvToken = fields[3]
-        guard icvToken.allSatisfy({ $0.isASCII && $0.isNumber }), let icv = Int(icvToken), KeyFileParser.icvBits.contains(icv) else {
+        guard icvToken.allSatisfy({ $0.isASCII && $0.isNumber }), let icv = Int(icvToken),
+            KeyFileParser.icvBits.contains(icv)
+        else {
             throw error(.icv, expected: "ICV bits 64, 96 or 128", got: KeyFileError.describe(token: icvToken))
         }
-        return IPsecKey(id: id, algorithm: .aesGCM(keyBits: (key.count - 4) * 8, icvBits: icv), encryptionKey: SecretBytes(key))
+        return IPsecKey(
+            id: id, algorithm: .aesGCM(keyBits: (key.count - 4) * 8, icvBits: icv), encryptionKey: SecretBytes(key))
     }
 
     func parseCBCHMAC(id: KeyID, hash: String, authKeyBytes: Int) throws(KeyFileError) -> IPsecKey {
         guard fields.count == 5 else {
-            throw error(.line, expected: "5 fields: SPI hmac(\(hash)) AUTH-KEY cbc(aes) KEY", got: "\(fields.count) fields")
+            throw error(
+                .line, expected: "5 fields: SPI hmac(\(hash)) AUTH-KEY cbc(aes) KEY", got: "\(fields.count) fields")
         }
         let authKey = try decodeHex(fields[2], field: .authenticationKey)
         guard authKey.count == authKeyBytes else {
-            throw error(.authenticationKey, expected: "\(authKeyBytes) bytes for hmac(\(hash))", got: "\(authKey.count) bytes")
+            throw error(
+                .authenticationKey, expected: "\(authKeyBytes) bytes for hmac(\(hash))", got: "\(authKey.count) bytes")
         }
         guard fields[3] == KeyFileParser.cbcName else {
             throw error(.encryptionAlgorithm, expected: "cbc(aes)", got: KeyFileError.describe(token: fields[3]))

@@ -34,8 +34,9 @@ public struct ClaimPolicy: Sendable, Hashable {
             let minimum = prefix.family == .v4 ? minimumIPv4PrefixLength : minimumIPv6PrefixLength
             guard prefix.length < minimum else { continue }
             let what = prefix.length == 0 ? "a default route" : "broader than /\(minimum)"
-            return ClaimConflict(reason: .prefixTooShort, otherNode: nil,
-                                 message: "podCIDRs: \(prefix) is \(what); a pod CIDR must be /\(minimum) or longer")
+            return ClaimConflict(
+                reason: .prefixTooShort, otherNode: nil,
+                message: "podCIDRs: \(prefix) is \(what); a pod CIDR must be /\(minimum) or longer")
         }
         return nil
     }
@@ -47,28 +48,34 @@ public struct ClaimPolicy: Sendable, Hashable {
     }
 
     /// The same, with the owner's claims given directly (an agent's own node, or a peer it accepted).
-    public func conflict(_ record: NodeRecord, against owner: String, underlays: (IPAddress?, IPAddress?),
-                         podCIDRs: [IPPrefix]) -> ClaimConflict? {
+    public func conflict(
+        _ record: NodeRecord, against owner: String, underlays: (IPAddress?, IPAddress?),
+        podCIDRs: [IPPrefix]
+    ) -> ClaimConflict? {
         for prefix in record.podCIDRs {
             if let theirs = podCIDRs.first(where: { $0.overlaps(prefix) }) {
-                return ClaimConflict(reason: .podCIDROverlap, otherNode: owner,
-                                     message: "podCIDRs: \(prefix) overlaps \(theirs), which belongs to node \(owner)")
+                return ClaimConflict(
+                    reason: .podCIDROverlap, otherNode: owner,
+                    message: "podCIDRs: \(prefix) overlaps \(theirs), which belongs to node \(owner)")
             }
             for address in [underlays.0, underlays.1] {
                 guard let address, prefix.contains(address) else { continue }
-                return ClaimConflict(reason: .underlayTaken, otherNode: owner,
-                                     message: "podCIDRs: \(prefix) contains \(address), the underlay address of node \(owner)")
+                return ClaimConflict(
+                    reason: .underlayTaken, otherNode: owner,
+                    message: "podCIDRs: \(prefix) contains \(address), the underlay address of node \(owner)")
             }
         }
         for (field, address) in [("ipv4", record.ipv4), ("ipv6", record.ipv6)] {
             guard let address else { continue }
             if address == underlays.0 || address == underlays.1 {
-                return ClaimConflict(reason: .underlayTaken, otherNode: owner,
-                                     message: "\(field): \(address) is the underlay address of node \(owner)")
+                return ClaimConflict(
+                    reason: .underlayTaken, otherNode: owner,
+                    message: "\(field): \(address) is the underlay address of node \(owner)")
             }
             if let theirs = podCIDRs.first(where: { $0.contains(address) }) {
-                return ClaimConflict(reason: .underlayTaken, otherNode: owner,
-                                     message: "\(field): \(address) is inside \(theirs), a pod CIDR of node \(owner)")
+                return ClaimConflict(
+                    reason: .underlayTaken, otherNode: owner,
+                    message: "\(field): \(address) is inside \(theirs), a pod CIDR of node \(owner)")
             }
         }
         return nil

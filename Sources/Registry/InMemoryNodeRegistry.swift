@@ -153,7 +153,9 @@ public actor InMemoryNodeRegistry: NodeRegistry {
         for continuation in watchers.values { continuation.yield(event) }
     }
 
-    private func register(_ continuation: AsyncThrowingStream<RegistryEvent, any Error>.Continuation, after revision: Int64) {
+    private func register(
+        _ continuation: AsyncThrowingStream<RegistryEvent, any Error>.Continuation, after revision: Int64
+    ) {
         watchCount += 1
         do {
             try injectFailure("watch")

@@ -10,18 +10,27 @@ extension NodeRecord {
     /// A new `bootID` starts over (a rebooted node has lost its SAs and advertises afresh).
     public func checkTransition(from stored: NodeRecord) throws(RegistryError) {
         guard sequence > stored.sequence else {
-            throw .rejected(status: 409, message: "sequence: \(sequence) is not after the stored \(stored.sequence): a replayed or "
-                            + "out-of-order write of \(name) (each write needs a larger sequence, e.g. the time in milliseconds)")
+            throw .rejected(
+                status: 409,
+                message: "sequence: \(sequence) is not after the stored \(stored.sequence): a replayed or "
+                    + "out-of-order write of \(name) (each write needs a larger sequence, e.g. the time in milliseconds)"
+            )
         }
         guard stored.bootID == bootID else { return }
         for (field, before, after) in [("spi", stored.spi, spi), ("encryptSpi", stored.encryptSpi, encryptSpi)] {
             guard let before else { continue }
             guard let after else {
-                throw .rejected(status: 409, message: "\(field): \(name) advertised key \(before) and may not withdraw it without a reboot (same bootID)")
+                throw .rejected(
+                    status: 409,
+                    message:
+                        "\(field): \(name) advertised key \(before) and may not withdraw it without a reboot (same bootID)"
+                )
             }
             guard after == before || before.isOlder(than: after) else {
-                throw .rejected(status: 409, message: "\(field): \(after) would move \(name) back from key \(before); "
-                                + "key IDs only move 1–7 steps forward while bootID stays the same")
+                throw .rejected(
+                    status: 409,
+                    message: "\(field): \(after) would move \(name) back from key \(before); "
+                        + "key IDs only move 1–7 steps forward while bootID stays the same")
             }
         }
     }

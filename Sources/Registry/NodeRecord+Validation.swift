@@ -12,11 +12,13 @@ extension NodeRecord {
         guard !name.isEmpty, name.utf8.count <= 253 else { return false }
         let labels = name.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         return labels.allSatisfy { label in
-            guard (1...63).contains(label.count), label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-") else {
+            guard (1...63).contains(label.count), label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-")
+            else {
                 return false
             }
             return label.allSatisfy { c in
-                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c)
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c)
                     || c == UInt8(ascii: "-")
             }
         }
@@ -26,7 +28,9 @@ extension NodeRecord {
     /// (`spi`/`encryptSpi` outside 1…15 cannot be represented: `KeyID` decoding already rejects them.)
     public func validate() throws(RegistryError) {
         guard NodeRecord.isValidName(name) else {
-            throw .invalidRecord("name: \"\(name.prefix(64))\" is not a DNS-like name (lowercase a-z, 0-9, '-', '.', at most 253 characters)")
+            throw .invalidRecord(
+                "name: \"\(name.prefix(64))\" is not a DNS-like name (lowercase a-z, 0-9, '-', '.', at most 253 characters)"
+            )
         }
         if let ipv4, ipv4.family != .v4 { throw .invalidRecord("ipv4: \(ipv4) is not an IPv4 address") }
         if let ipv6, ipv6.family != .v6 { throw .invalidRecord("ipv6: \(ipv6) is not an IPv6 address") }

@@ -54,7 +54,7 @@ public struct NodeRecord: Hashable, Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case name, nodeID, ipv4, ipv6, podCIDRs, bootID, spi, encryptSpi, keyFingerprint, xfrmRevision,
-             heartbeatMillis, sequence, revision
+            heartbeatMillis, sequence, revision
     }
 
     /// Decodes a record: the fields a node must publish are required; those the registry assigns (`nodeID`,

@@ -67,7 +67,8 @@ public actor RegistryClient {
     private var desiredRecord: NodeRecord?
     private var desiredGeneration: UInt64 = 0
     private var acknowledgedGeneration: UInt64 = 0
-    private var publishWaiters: [Int: (generation: UInt64, continuation: CheckedContinuation<NodeRecord, any Error>)] = [:]
+    private var publishWaiters: [Int: (generation: UInt64, continuation: CheckedContinuation<NodeRecord, any Error>)] =
+        [:]
     private var nextWaiterID = 0
     /// Serializes calls to `registry.publish` so an older record never overtakes a newer one.
     private var publishInFlight = false
@@ -111,7 +112,8 @@ public actor RegistryClient {
     /// A record the registry refuses (invalid, forbidden) throws at once.
     public func publish(_ record: NodeRecord) async throws -> NodeRecord {
         guard record.name == nodeName else {
-            throw RegistryError.forbidden("this client publishes only the record of \(nodeName), not \(record.name.prefix(64))")
+            throw RegistryError.forbidden(
+                "this client publishes only the record of \(nodeName), not \(record.name.prefix(64))")
         }
         var record = record
         if record.nodeID == 0, let known = acknowledgedRecord?.nodeID { record.nodeID = known }
@@ -146,7 +148,9 @@ public actor RegistryClient {
         }
         if desiredRecord?.nodeID == 0 { desiredRecord?.nodeID = stored.nodeID }
         // The next write must be newer than this one (the registry refuses anything else as a replay).
-        if let desired = desiredRecord?.sequence, desired < stored.sequence { desiredRecord?.sequence = stored.sequence }
+        if let desired = desiredRecord?.sequence, desired < stored.sequence {
+            desiredRecord?.sequence = stored.sequence
+        }
         for (id, waiter) in publishWaiters where waiter.generation <= acknowledgedGeneration {
             publishWaiters[id] = nil
             waiter.continuation.resume(returning: stored)
@@ -208,9 +212,11 @@ public actor RegistryClient {
                 } catch {
                     if Task.isCancelled { break }
                     let wait = machine.disconnected(at: clock.now(), random: random())
-                    logger.warning("registry session failed; retrying", metadata: [
-                        "error": "\(error)", "retry-in": "\(wait)",
-                    ])
+                    logger.warning(
+                        "registry session failed; retrying",
+                        metadata: [
+                            "error": "\(error)", "retry-in": "\(wait)",
+                        ])
                     setConnectionState(.unreachable(reason: "\(error)"))
                 }
             case .none:

@@ -13,7 +13,8 @@ public enum RegistryTLS {
     /// A server configuration: TLS 1.2+, and, with `clientCA`, every client must present a certificate it signed.
     public static func server(certificate: String, key: String, clientCA: String?) throws(Failure) -> TLSConfiguration {
         var configuration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try chain(certificate).map { .certificate($0) }, privateKey: .privateKey(try privateKey(key)))
+            certificateChain: try chain(certificate).map { .certificate($0) },
+            privateKey: .privateKey(try privateKey(key)))
         configuration.minimumTLSVersion = .tlsv12
         if let clientCA {
             configuration.trustRoots = .certificates(try chain(clientCA, role: "client CA file"))

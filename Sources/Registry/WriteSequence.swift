@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Stamps each record a node writes with a `sequence` larger than any before it: the wall clock in milliseconds,
 /// or one more than the last stamp or the stored value when the clock is behind them.

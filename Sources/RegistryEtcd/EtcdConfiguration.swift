@@ -56,19 +56,23 @@ public struct EtcdConfiguration: Sendable {
         for (index, endpoint) in endpoints.enumerated() {
             guard !endpoint.contains("@") else {
                 // Credentials in URLs would end up in error messages and logs.
-                throw .invalidConfiguration(field: "endpoints[\(index)]", reason: "credentials in the URL are not supported")
+                throw .invalidConfiguration(
+                    field: "endpoints[\(index)]", reason: "credentials in the URL are not supported")
             }
             guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
                 throw .invalidConfiguration(
-                    field: "endpoints[\(index)]", reason: "\"\(endpoint.prefix(120))\" must start with http:// or https://")
+                    field: "endpoints[\(index)]",
+                    reason: "\"\(endpoint.prefix(120))\" must start with http:// or https://")
             }
             let host = endpoint.drop { $0 != "/" }.dropFirst(2)
             guard !host.isEmpty, !host.hasPrefix("/") else {
-                throw .invalidConfiguration(field: "endpoints[\(index)]", reason: "\"\(endpoint.prefix(120))\" has no host")
+                throw .invalidConfiguration(
+                    field: "endpoints[\(index)]", reason: "\"\(endpoint.prefix(120))\" has no host")
             }
         }
         guard prefix.hasPrefix("/"), prefix.hasSuffix("/"), prefix.count >= 2 else {
-            throw .invalidConfiguration(field: "prefix", reason: "\"\(prefix.prefix(120))\" must start and end with '/' (e.g. /ipsec-agent/)")
+            throw .invalidConfiguration(
+                field: "prefix", reason: "\"\(prefix.prefix(120))\" must start and end with '/' (e.g. /ipsec-agent/)")
         }
         guard leaseTTL >= .seconds(1) else {
             throw .invalidConfiguration(field: "leaseTTL", reason: "must be at least 1 s, got \(leaseTTL)")
@@ -77,7 +81,8 @@ public struct EtcdConfiguration: Sendable {
             throw .invalidConfiguration(field: "requestTimeout", reason: "must be positive, got \(requestTimeout)")
         }
         guard nodeIDs.lowerBound >= 1 else {
-            throw .invalidConfiguration(field: "nodeIDs", reason: "node ID 0 means unassigned; the range must start at 1 or above")
+            throw .invalidConfiguration(
+                field: "nodeIDs", reason: "node ID 0 means unassigned; the range must start at 1 or above")
         }
         guard maxResponseBytes > 0 else {
             throw .invalidConfiguration(field: "maxResponseBytes", reason: "must be positive")

@@ -1,14 +1,14 @@
 import AsyncHTTPClient
 import Logging
 import NIOCore
-import NIOSSL
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Calls etcd's JSON gateway (`POST /v3/...`) on a list of endpoints.
@@ -107,7 +107,9 @@ final class EtcdGatewayClient: Sendable {
         var description: String { "no complete answer within \(timeout.nanoseconds / 1_000_000) ms" }
     }
 
-    private func withRequestTimeout<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    private func withRequestTimeout<T: Sendable>(
+        _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await operation() }
             group.addTask { [timeout = requestTimeout] in
@@ -132,7 +134,9 @@ final class EtcdGatewayClient: Sendable {
         return request
     }
 
-    private static func decode<T: Decodable>(_: T.Type, from bytes: ByteBuffer, endpoint: String, path: String) throws -> T {
+    private static func decode<T: Decodable>(
+        _: T.Type, from bytes: ByteBuffer, endpoint: String, path: String
+    ) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes.readableBytesView))
         } catch {
@@ -141,8 +145,11 @@ final class EtcdGatewayClient: Sendable {
     }
 
     /// Turns a non-200 answer into ``EtcdRegistryError/server`` when it carries a gateway error body.
-    static func error(from bytes: ByteBuffer, status: HTTPResponseStatus, endpoint: String, path: String) -> EtcdRegistryError {
-        if let gatewayError = try? JSONDecoder().decode(EtcdWire.GatewayError.self, from: Data(bytes.readableBytesView)),
+    static func error(
+        from bytes: ByteBuffer, status: HTTPResponseStatus, endpoint: String, path: String
+    ) -> EtcdRegistryError {
+        if let gatewayError = try? JSONDecoder().decode(
+            EtcdWire.GatewayError.self, from: Data(bytes.readableBytesView)),
             !gatewayError.message.isEmpty
         {
             return .server(endpoint: endpoint, path: path, code: gatewayError.code, message: gatewayError.message)
@@ -173,7 +180,8 @@ extension EtcdGatewayClient {
         var configuration = HTTPClient.Configuration()
         configuration.tlsConfiguration = tls
         configuration.timeout = .init(connect: .seconds(2), read: nil)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.redirectConfiguration = .disallow
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)

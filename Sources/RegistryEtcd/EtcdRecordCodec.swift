@@ -1,9 +1,9 @@
 import Registry
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Converts between ``NodeRecord`` and the JSON value stored under `<prefix>nodes/<name>`.
@@ -49,7 +49,8 @@ struct EtcdRecordCodec: Sendable {
             throw BadRecord(key: printableKey, reason: "not a node record: \(error)")
         }
         guard record.name == name else {
-            throw BadRecord(key: printableKey, reason: "record names \"\(record.name.prefix(80))\", key names \"\(name)\"")
+            throw BadRecord(
+                key: printableKey, reason: "record names \"\(record.name.prefix(80))\", key names \"\(name)\"")
         }
         guard let revision = EtcdWire.int64(kv.mod_revision) else {
             throw BadRecord(key: printableKey, reason: "mod_revision is not an integer")

@@ -3,9 +3,9 @@ import Logging
 import Registry
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The node registry kept in etcd 3.4, spoken through its JSON gateway.
@@ -45,7 +45,9 @@ public actor EtcdRegistry: NodeRegistry {
         logger = configuration.logger
         client = EtcdGatewayClient(
             endpoints: configuration.endpoints,
-            http: httpClient ?? (configuration.tls.map { EtcdGatewayClient.processLifetimeHTTPClient(tls: $0) } ?? EtcdGatewayClient.sharedHTTPClient),
+            http: httpClient
+                ?? (configuration.tls.map { EtcdGatewayClient.processLifetimeHTTPClient(tls: $0) }
+                    ?? EtcdGatewayClient.sharedHTTPClient),
             requestTimeout: configuration.requestTimeout, maxResponseBytes: configuration.maxResponseBytes,
             logger: configuration.logger)
     }
@@ -74,7 +76,8 @@ public actor EtcdRegistry: NodeRegistry {
         guard published[name] != nil else { throw EtcdRegistryError.notPublished(name: name) }
         if let lease = leases[name] {
             let answer = try await client.call(
-                "/v3/lease/keepalive", EtcdWire.LeaseIDRequest(ID: String(lease)), as: EtcdWire.LeaseKeepAliveEnvelope.self)
+                "/v3/lease/keepalive", EtcdWire.LeaseIDRequest(ID: String(lease)),
+                as: EtcdWire.LeaseKeepAliveEnvelope.self)
             if let ttl = EtcdWire.int64(answer.result?.TTL), ttl > 0 { return }
             // etcd answers TTL 0 for a lease it no longer has: the record and ID claim are gone.
             logger.warning("etcd lease expired, registering again", metadata: ["node": "\(name)"])
@@ -90,7 +93,8 @@ public actor EtcdRegistry: NodeRegistry {
         let response = try await client.call(
             "/v3/kv/range",
             EtcdWire.RangeRequest(
-                key: EtcdWire.base64(recordsPrefix), range_end: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: recordsPrefix))),
+                key: EtcdWire.base64(recordsPrefix),
+                range_end: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: recordsPrefix))),
             as: EtcdWire.RangeResponse.self)
         guard let revision = EtcdWire.int64(response.header?.revision), revision > 0 else {
             throw EtcdRegistryError.malformedResponse(
@@ -149,7 +153,8 @@ public actor EtcdRegistry: NodeRegistry {
         published[name] = nil
         guard let lease = leases.removeValue(forKey: name) else { return }
         do {
-            _ = try await client.call("/v3/lease/revoke", EtcdWire.LeaseIDRequest(ID: String(lease)), as: EtcdWire.Empty.self)
+            _ = try await client.call(
+                "/v3/lease/revoke", EtcdWire.LeaseIDRequest(ID: String(lease)), as: EtcdWire.Empty.self)
         } catch let error as EtcdRegistryError where error.isLeaseNotFound {
             // Already expired: nothing left to remove.
         }
@@ -195,7 +200,9 @@ public actor EtcdRegistry: NodeRegistry {
         var preferred: [UInt16] = []
         if record.nodeID != 0, held.contains(record.nodeID) { preferred.append(record.nodeID) }
         preferred += held.filter { $0 != record.nodeID && range.contains($0) }
-        if record.nodeID != 0, range.contains(record.nodeID), owners[record.nodeID] == nil { preferred.append(record.nodeID) }
+        if record.nodeID != 0, range.contains(record.nodeID), owners[record.nodeID] == nil {
+            preferred.append(record.nodeID)
+        }
         let probe = NodeIDProbe(name: name, range: range)
         let candidates = sequence(state: 0) { index -> UInt16? in
             defer { index += 1 }
@@ -221,7 +228,8 @@ public actor EtcdRegistry: NodeRegistry {
                 case .lost(let currentOwner):
                     owners[id] = currentOwner
                     attempts += 1
-                    logger.debug("etcd node ID changed hands concurrently", metadata: ["node": "\(name)", "nodeID": "\(id)"])
+                    logger.debug(
+                        "etcd node ID changed hands concurrently", metadata: ["node": "\(name)", "nodeID": "\(id)"])
                     if attempts >= Self.maxClaimAttempts {
                         throw EtcdRegistryError.allocationContention(name: name, attempts: attempts)
                     }
@@ -242,19 +250,28 @@ public actor EtcdRegistry: NodeRegistry {
     /// and the record, both on `lease`; otherwise read who owns it.
     /// The records are read first and `record` is checked against them (claims, key-ID order); the transaction
     /// only succeeds if no record was written since, so two nodes cannot both claim one prefix.
-    private func claim(_ id: UInt16, for record: NodeRecord, lease: Int64, alreadyHeld: Bool) async throws -> ClaimOutcome {
+    private func claim(
+        _ id: UInt16, for record: NodeRecord, lease: Int64, alreadyHeld: Bool
+    ) async throws -> ClaimOutcome {
         let checkedAt = try await checkClaims(of: record)
         let idKey = EtcdWire.base64(keyspace.idKey(id))
         let owner = EtcdWire.base64(record.name)
         let leaseText = String(lease)
         let recordsPrefix = Array(keyspace.recordsPrefix.utf8)
         let txn = EtcdWire.TxnRequest(
-            compare: [alreadyHeld ? .valueEquals(idKey, owner) : .absent(idKey),
-                      .unmodifiedSince(EtcdWire.base64(recordsPrefix), rangeEnd: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: recordsPrefix)),
-                                       revision: checkedAt)],
+            compare: [
+                alreadyHeld ? .valueEquals(idKey, owner) : .absent(idKey),
+                .unmodifiedSince(
+                    EtcdWire.base64(recordsPrefix),
+                    rangeEnd: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: recordsPrefix)),
+                    revision: checkedAt),
+            ],
             success: [
                 .put(.init(key: idKey, value: owner, lease: leaseText)),
-                .put(.init(key: EtcdWire.base64(keyspace.recordKey(record.name)), value: try codec.encode(record), lease: leaseText)),
+                .put(
+                    .init(
+                        key: EtcdWire.base64(keyspace.recordKey(record.name)), value: try codec.encode(record),
+                        lease: leaseText)),
             ],
             failure: [.range(.init(key: idKey))])
         let answer = try await client.call("/v3/kv/txn", txn, as: EtcdWire.TxnResponse.self)
@@ -266,7 +283,8 @@ public actor EtcdRegistry: NodeRegistry {
             return .claimed(revision: revision)
         }
         let kv = answer.responses?.first?.response_range?.kvs?.first
-        return .lost(currentOwner: kv.flatMap { EtcdWire.bytes(base64: $0.value) }.map { String(decoding: $0, as: UTF8.self) })
+        return .lost(
+            currentOwner: kv.flatMap { EtcdWire.bytes(base64: $0.value) }.map { String(decoding: $0, as: UTF8.self) })
     }
 
     /// Refuses `record` when the stored records make it invalid (`ClaimPolicy`, `checkTransition`); returns the
@@ -274,12 +292,15 @@ public actor EtcdRegistry: NodeRegistry {
     private func checkClaims(of record: NodeRecord) async throws -> Int64 {
         let snapshot = try await list()
         do {
-            if let stored = snapshot.records.first(where: { $0.name == record.name }) { try record.checkTransition(from: stored) }
+            if let stored = snapshot.records.first(where: { $0.name == record.name }) {
+                try record.checkTransition(from: stored)
+            }
         } catch {
             throw EtcdRegistryError.refused(error)
         }
         if let conflict = configuration.claims.conflict(of: record, among: snapshot.records) {
-            throw EtcdRegistryError.refused(.rejected(status: conflict.reason == .prefixTooShort ? 422 : 409, message: conflict.message))
+            throw EtcdRegistryError.refused(
+                .rejected(status: conflict.reason == .prefixTooShort ? 422 : 409, message: conflict.message))
         }
         return snapshot.revision
     }
@@ -289,7 +310,8 @@ public actor EtcdRegistry: NodeRegistry {
         for id in ids {
             let idKey = EtcdWire.base64(keyspace.idKey(id))
             let txn = EtcdWire.TxnRequest(
-                compare: [.valueEquals(idKey, EtcdWire.base64(name))], success: [.delete(.init(key: idKey))], failure: [])
+                compare: [.valueEquals(idKey, EtcdWire.base64(name))], success: [.delete(.init(key: idKey))],
+                failure: [])
             do {
                 _ = try await client.call("/v3/kv/txn", txn, as: EtcdWire.TxnResponse.self)
             } catch {
@@ -305,7 +327,8 @@ public actor EtcdRegistry: NodeRegistry {
         let idsPrefix = Array(keyspace.idsPrefix.utf8)
         let response = try await client.call(
             "/v3/kv/range",
-            EtcdWire.RangeRequest(key: EtcdWire.base64(idsPrefix), range_end: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: idsPrefix))),
+            EtcdWire.RangeRequest(
+                key: EtcdWire.base64(idsPrefix), range_end: EtcdWire.base64(EtcdKeyspace.rangeEnd(ofPrefix: idsPrefix))),
             as: EtcdWire.RangeResponse.self)
         var owners: [UInt16: String] = [:]
         for kv in response.kvs ?? [] {

@@ -3,9 +3,9 @@ import NIOCore
 import Registry
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Turns the lines of a `/v3/watch` stream on the records prefix into ``RegistryEvent``s.
@@ -31,13 +31,15 @@ struct EtcdWatchTranslator: Sendable {
         do {
             envelope = try JSONDecoder().decode(EtcdWire.WatchEnvelope.self, from: Data(line.readableBytesView))
         } catch {
-            throw .malformedResponse(endpoint: endpoint, path: "/v3/watch", reason: "stream line is not a watch response: \(error)")
+            throw .malformedResponse(
+                endpoint: endpoint, path: "/v3/watch", reason: "stream line is not a watch response: \(error)")
         }
         if let error = envelope.error {
             throw .server(endpoint: endpoint, path: "/v3/watch", code: error.code, message: error.message)
         }
         guard let response = envelope.result else {
-            throw .malformedResponse(endpoint: endpoint, path: "/v3/watch", reason: "stream line has neither result nor error")
+            throw .malformedResponse(
+                endpoint: endpoint, path: "/v3/watch", reason: "stream line has neither result nor error")
         }
         if response.canceled == true {
             if let compacted = EtcdWire.int64(response.compact_revision), compacted > 0 {
@@ -69,12 +71,14 @@ struct EtcdWatchTranslator: Sendable {
             }
         case "DELETE":
             guard let key = EtcdWire.bytes(base64: kv.key), let name = codec.keyspace.name(fromRecordKey: key) else {
-                logger.warning("skipping delete of a key outside the records prefix", metadata: ["revision": "\(revision)"])
+                logger.warning(
+                    "skipping delete of a key outside the records prefix", metadata: ["revision": "\(revision)"])
                 return nil
             }
             return .deleted(name: name, revision: revision)
         case let other?:
-            throw .malformedResponse(endpoint: endpoint, path: "/v3/watch", reason: "unknown event type \(other.prefix(40))")
+            throw .malformedResponse(
+                endpoint: endpoint, path: "/v3/watch", reason: "unknown event type \(other.prefix(40))")
         }
     }
 }

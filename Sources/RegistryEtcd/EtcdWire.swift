@@ -5,9 +5,9 @@
 // conversions to Swift values live in small helpers below.
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Namespace for the gateway's request and response messages.
@@ -195,7 +195,8 @@ enum EtcdWire {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             let error = try? c.decodeIfPresent(String.self, forKey: .error)
             message = try c.decodeIfPresent(String.self, forKey: .message) ?? error ?? ""
-            code = try c.decodeIfPresent(Int.self, forKey: .code) ?? c.decodeIfPresent(Int.self, forKey: .grpc_code) ?? 2
+            code =
+                try c.decodeIfPresent(Int.self, forKey: .code) ?? c.decodeIfPresent(Int.self, forKey: .grpc_code) ?? 2
         }
     }
 }

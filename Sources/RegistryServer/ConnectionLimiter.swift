@@ -40,8 +40,12 @@ final class ConnectionLimiter: Sendable {
         if !admitted {
             statistics.connectionRefused()
             if refused % 1000 == 1 {
-                logger.warning("connection refused: too many open connections", metadata: [
-                    "client": "\(address)", "maxPerClient": "\(maxPerAddress)", "maxTotal": "\(maxTotal)", "refusedSoFar": "\(refused)"])
+                logger.warning(
+                    "connection refused: too many open connections",
+                    metadata: [
+                        "client": "\(address)", "maxPerClient": "\(maxPerAddress)", "maxTotal": "\(maxTotal)",
+                        "refusedSoFar": "\(refused)",
+                    ])
             }
         }
         return admitted

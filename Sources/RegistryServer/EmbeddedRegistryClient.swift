@@ -1,13 +1,14 @@
 import AsyncHTTPClient
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import NIOCore
 import NIOHTTP1
 import Registry
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `NodeRegistry` over the embedded registry's HTTP API, as one node (or as the admin).
 ///
@@ -45,7 +46,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     ///   - httpClient: shared client; raise its per-host connection limit when many watches share it.
     public init(
         baseURL: String, nodeName: String, credential: String, httpClient: HTTPClient = .shared,
-        watchWait: Duration = .seconds(25), requestTimeout: Duration = .seconds(10), watchTransport: WatchTransport = .stream
+        watchWait: Duration = .seconds(25), requestTimeout: Duration = .seconds(10),
+        watchTransport: WatchTransport = .stream
     ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.nodeName = nodeName
@@ -59,7 +61,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     /// A client whose requests go through `connections` (for many concurrent watches).
     public init(
         baseURL: String, nodeName: String, credential: String, connections: RegistryHTTPConnections,
-        watchWait: Duration = .seconds(25), requestTimeout: Duration = .seconds(10), watchTransport: WatchTransport = .stream
+        watchWait: Duration = .seconds(25), requestTimeout: Duration = .seconds(10),
+        watchTransport: WatchTransport = .stream
     ) {
         self.init(
             baseURL: baseURL, nodeName: nodeName, credential: credential, httpClient: connections.httpClient,
@@ -74,7 +77,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
         var record = record
         record.sequence = sequence.next(after: record.sequence)
         let body = try JSONEncoder().encode(record)
-        let data = try await send(.PUT, "/v1/nodes/\(try pathComponent(record.name))", body: body, timeout: requestTimeout)
+        let data = try await send(
+            .PUT, "/v1/nodes/\(try pathComponent(record.name))", body: body, timeout: requestTimeout)
         return try decode(NodeRecord.self, data)
     }
 
@@ -90,7 +94,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     }
 
     public func list() async throws -> RegistrySnapshot {
-        let response = try decode(RegistryWire.ListResponse.self, try await send(.GET, "/v1/nodes", timeout: requestTimeout))
+        let response = try decode(
+            RegistryWire.ListResponse.self, try await send(.GET, "/v1/nodes", timeout: requestTimeout))
         return RegistrySnapshot(records: response.records, revision: response.revision)
     }
 
@@ -114,7 +119,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
                     let seconds = max(1, Int(watchWait.components.seconds))
                     let data: Data
                     do {
-                        data = try await send(.GET, "/v1/watch?after=\(after)&timeout=\(seconds)", timeout: watchWait + requestTimeout)
+                        data = try await send(
+                            .GET, "/v1/watch?after=\(after)&timeout=\(seconds)", timeout: watchWait + requestTimeout)
                     } catch RegistryError.rejected(status: 410, _) {
                         continuation.yield(.resyncRequired)
                         continuation.finish()
@@ -140,7 +146,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     /// Yields events in order and advances `after`; a put without its record or a revision that does not
     /// advance means a broken stream.
     private func yield(
-        _ events: [RegistryWire.Event], after: inout Int64, _ continuation: AsyncThrowingStream<RegistryEvent, any Error>.Continuation
+        _ events: [RegistryWire.Event], after: inout Int64,
+        _ continuation: AsyncThrowingStream<RegistryEvent, any Error>.Continuation
     ) throws {
         for event in events {
             guard let registryEvent = event.registryEvent else {
@@ -162,7 +169,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
         let response: HTTPClientResponse
         do {
             // The deadline covers the answer head only; the body streams as long as it lasts.
-            response = try await httpClient.execute(makeRequest(.GET, "/v1/watch?after=\(after)&stream=1"), timeout: timeAmount(requestTimeout))
+            response = try await httpClient.execute(
+                makeRequest(.GET, "/v1/watch?after=\(after)&stream=1"), timeout: timeAmount(requestTimeout))
         } catch let error as CancellationError {
             throw error
         } catch {
@@ -196,9 +204,11 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
                         while let line = try splitter.nextLine() {
                             let decoded: RegistryWire.StreamLine
                             do {
-                                decoded = try decoder.decode(RegistryWire.StreamLine.self, from: Data(line.readableBytesView))
+                                decoded = try decoder.decode(
+                                    RegistryWire.StreamLine.self, from: Data(line.readableBytesView))
                             } catch {
-                                throw RegistryError.unavailable("unreadable watch stream line from \(baseURL): \(error)")
+                                throw RegistryError.unavailable(
+                                    "unreadable watch stream line from \(baseURL): \(error)")
                             }
                             if let message = decoded.error {
                                 if decoded.compactedRevision != nil { return .resyncRequired }
@@ -251,7 +261,9 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
 
     private func pathComponent(_ name: String) throws -> String {
         // Node names are DNS-like; anything else cannot be addressed (and the server would refuse it).
-        guard NodeRecord.isValidName(name) else { throw RegistryError.invalidRecord("name: \"\(name.prefix(64))\" is not a DNS-like name") }
+        guard NodeRecord.isValidName(name) else {
+            throw RegistryError.invalidRecord("name: \"\(name.prefix(64))\" is not a DNS-like name")
+        }
         return name
     }
 
@@ -300,7 +312,8 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     /// Maps a non-2xx answer to a `RegistryError` carrying the server's message.
     private func check(_ status: HTTPResponseStatus, _ data: Data) throws {
         guard !(200..<300).contains(status.code) else { return }
-        let message = (try? JSONDecoder().decode(RegistryWire.ErrorBody.self, from: data))?.error ?? "HTTP \(status.code)"
+        let message =
+            (try? JSONDecoder().decode(RegistryWire.ErrorBody.self, from: data))?.error ?? "HTTP \(status.code)"
         switch status.code {
         case 401: throw RegistryError.unauthorized(message)
         case 403: throw RegistryError.forbidden(message)

@@ -1,12 +1,13 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Hummingbird
 import Logging
 import NIOCore
 import Registry
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// The embedded registry's HTTP routes: authentication, validation, and translation to `RegistryStore`.
 /// Nothing is stored unless the caller is authenticated and allowed, and the body is complete and valid.
@@ -36,7 +37,9 @@ struct RegistryAPI: Sendable {
         router.get("healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("v1/nodes") { request, context in await answer { try await list(request, context) } }
         router.put("v1/nodes/:name") { request, context in await answer { try await publish(request, context) } }
-        router.post("v1/nodes/:name/heartbeat") { request, context in await answer { try await heartbeat(request, context) } }
+        router.post("v1/nodes/:name/heartbeat") { request, context in
+            await answer { try await heartbeat(request, context) }
+        }
         router.delete("v1/nodes/:name") { request, context in await answer { try await delete(request, context) } }
         router.post("v1/nodes/:name/revoke") { request, context in await answer { try await revoke(request, context) } }
         router.get("v1/watch") { request, context in await answer { try await watch(request, context) } }
@@ -67,7 +70,9 @@ struct RegistryAPI: Sendable {
             throw Failure(status: .badRequest, message: RegistryAPI.describe(error))
         }
         guard record.name == name else {
-            throw Failure(status: .badRequest, message: "name: body names \"\(record.name.prefix(64))\" but the path names \"\(name)\"")
+            throw Failure(
+                status: .badRequest,
+                message: "name: body names \"\(record.name.prefix(64))\" but the path names \"\(name)\"")
         }
         do {
             try record.validate()
@@ -90,7 +95,9 @@ struct RegistryAPI: Sendable {
         guard case .admin = try await authenticate(request, context) else {
             throw Failure(status: .forbidden, message: "only the admin credential may delete records")
         }
-        guard try await store.delete(name: name) else { throw Failure(status: .notFound, message: "no live record for node \(name)") }
+        guard try await store.delete(name: name) else {
+            throw Failure(status: .notFound, message: "no live record for node \(name)")
+        }
         return Response(status: .noContent)
     }
 
@@ -117,7 +124,8 @@ struct RegistryAPI: Sendable {
             }
             if streamText == "1" {
                 guard query.get("timeout") == nil else {
-                    throw Failure(status: .badRequest, message: "timeout: not allowed with stream=1 (a stream stays open)")
+                    throw Failure(
+                        status: .badRequest, message: "timeout: not allowed with stream=1 (a stream stays open)")
                 }
                 return try await streamWatch(after: after)
             }
@@ -138,8 +146,9 @@ struct RegistryAPI: Sendable {
         case .events(let events, let revision):
             statistics.longPollAnswered()
             let body = try watchCache.body(after: after, revision: revision) {
-                ByteBuffer(bytes: try JSONEncoder().encode(
-                    RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init))))
+                ByteBuffer(
+                    bytes: try JSONEncoder().encode(
+                        RegistryWire.WatchResponse(revision: revision, events: events.map(RegistryWire.Event.init))))
             }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         }
@@ -158,36 +167,43 @@ struct RegistryAPI: Sendable {
         // `X-Accel-Buffering: no` asks nginx-style proxies not to buffer the stream.
         var headers: HTTPFields = [.contentType: RegistryWire.streamContentType, .cacheControl: "no-store"]
         headers[.init("X-Accel-Buffering")!] = "no"
-        let ms = watchKeepalive.components.seconds * 1000 + watchKeepalive.components.attoseconds / 1_000_000_000_000_000
+        let ms =
+            watchKeepalive.components.seconds * 1000 + watchKeepalive.components.attoseconds / 1_000_000_000_000_000
         headers[.init(RegistryWire.keepaliveHeader)!] = String(ms)
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            switch try await store.subscribe(after: after) {
-            case .compacted(let compactedRevision):
-                // Compacted between the check above and now: tell it in the stream.
-                try await writer.write(ByteBuffer(bytes: try JSONEncoder().encode(RegistryWire.ErrorBody(
-                    error: "revision \(after) is not in the history; list and watch again",
-                    compactedRevision: compactedRevision)) + [UInt8(ascii: "\n")]))
-            case .closed:
-                break
-            case .subscribed(let subscriber, let backlog):
-                statistics.streamOpened()
-                defer {
-                    store.streams.remove(subscriber)
-                    statistics.streamClosed()
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                switch try await store.subscribe(after: after) {
+                case .compacted(let compactedRevision):
+                    // Compacted between the check above and now: tell it in the stream.
+                    try await writer.write(
+                        ByteBuffer(
+                            bytes: try JSONEncoder().encode(
+                                RegistryWire.ErrorBody(
+                                    error: "revision \(after) is not in the history; list and watch again",
+                                    compactedRevision: compactedRevision)) + [UInt8(ascii: "\n")]))
+                case .closed:
+                    break
+                case .subscribed(let subscriber, let backlog):
+                    statistics.streamOpened()
+                    defer {
+                        store.streams.remove(subscriber)
+                        statistics.streamClosed()
+                    }
+                    try await writer.write(contentsOf: backlog)
+                    while let lines = await subscriber.next() {
+                        try await writer.write(contentsOf: lines)
+                    }
                 }
-                try await writer.write(contentsOf: backlog)
-                while let lines = await subscriber.next() {
-                    try await writer.write(contentsOf: lines)
-                }
-            }
-            try await writer.finish(nil)
-        })
+                try await writer.finish(nil)
+            })
     }
 
     private func gone(after: Int64, compactedRevision: Int64) -> Failure {
         Failure(
             status: .gone,
-            message: "revision \(after) is not in the history (kept: after \(compactedRevision) up to the current revision); list and watch again",
+            message:
+                "revision \(after) is not in the history (kept: after \(compactedRevision) up to the current revision); list and watch again",
             compactedRevision: compactedRevision)
     }
 
@@ -201,7 +217,9 @@ struct RegistryAPI: Sendable {
         let claimed = request.headers.first(where: { $0.name.canonicalName == headerName })?.value
         if let certified = await context.certificateNodeName() {
             if let claimed, !claimed.isEmpty, claimed != certified {
-                throw Failure(status: .forbidden, message: "the client certificate names \(certified), the request \(claimed.prefix(64))")
+                throw Failure(
+                    status: .forbidden,
+                    message: "the client certificate names \(certified), the request \(claimed.prefix(64))")
             }
             return .node(certified)
         }
@@ -223,8 +241,10 @@ struct RegistryAPI: Sendable {
     private func requireNode(named name: String, _ request: Request, _ context: RegistryRequestContext) async throws {
         switch try await authenticate(request, context) {
         case .node(let caller) where caller == name: return
-        case .node(let caller): throw Failure(status: .forbidden, message: "node \(caller) may not write the record of \(name)")
-        case .admin: throw Failure(status: .forbidden, message: "the admin credential may delete records, not write them")
+        case .node(let caller):
+            throw Failure(status: .forbidden, message: "node \(caller) may not write the record of \(name)")
+        case .admin:
+            throw Failure(status: .forbidden, message: "the admin credential may delete records, not write them")
         }
     }
 
@@ -272,7 +292,8 @@ struct RegistryAPI: Sendable {
         case .dataCorrupted(let context):
             return "\(path(context)): \(context.underlyingError == nil ? context.debugDescription : "malformed JSON")"
         case .keyNotFound(let key, let context):
-            return context.codingPath.isEmpty ? "missing field \(key.stringValue)" : "\(path(context)): missing field \(key.stringValue)"
+            return context.codingPath.isEmpty
+                ? "missing field \(key.stringValue)" : "\(path(context)): missing field \(key.stringValue)"
         case .typeMismatch(let type, let context):
             return "\(path(context)): expected \(type)"
         case .valueNotFound(let type, let context):

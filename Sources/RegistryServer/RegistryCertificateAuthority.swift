@@ -39,7 +39,9 @@ public struct RegistryCertificateAuthority: Sendable {
 
     /// A leaf certificate and its key (PEM) for `commonName`, with these DNS names and IP addresses, usable as a
     /// server and as a client certificate.
-    public func issue(commonName: String, dnsNames: [String], ipAddresses: [IPAddress], days: Int = 825) throws
+    public func issue(
+        commonName: String, dnsNames: [String], ipAddresses: [IPAddress], days: Int = 825
+    ) throws
         -> (certificatePEM: String, keyPEM: String)
     {
         let leafKey = P256.Signing.PrivateKey()
@@ -65,10 +67,11 @@ public struct RegistryCertificateAuthority: Sendable {
     /// exactly one, else its common name; nil when neither is a valid node name.
     public static func nodeName(ofCertificateDER der: [UInt8]) -> String? {
         guard let certificate = try? Certificate(derEncoded: der) else { return nil }
-        let dns = (try? certificate.extensions.subjectAlternativeNames)??.compactMap { name -> String? in
-            if case .dnsName(let n) = name { return n }
-            return nil
-        } ?? []
+        let dns =
+            (try? certificate.extensions.subjectAlternativeNames)??.compactMap { name -> String? in
+                if case .dnsName(let n) = name { return n }
+                return nil
+            } ?? []
         if dns.count == 1 { return dns[0] }
         for attribute in certificate.subject.flatMap({ $0 }) where attribute.type == .RDNAttributeType.commonName {
             return String(describing: attribute.value)

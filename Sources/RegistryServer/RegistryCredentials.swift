@@ -1,10 +1,11 @@
 import Crypto
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import IPsecPrimitives
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Derives and checks the embedded registry's credentials from the cluster secret.
 ///
@@ -48,7 +49,9 @@ public struct RegistryCredentials: Sendable, CustomStringConvertible {
         var bytes = read.bytes
         if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
         if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
-        guard bytes.count >= RegistryCredentials.minimumSecretLength else { throw Failure.tooShort(path: path, length: bytes.count) }
+        guard bytes.count >= RegistryCredentials.minimumSecretLength else {
+            throw Failure.tooShort(path: path, length: bytes.count)
+        }
         self.init(secret: SecretBytes(bytes))
         warning = read.warning
     }
@@ -75,7 +78,9 @@ public struct RegistryCredentials: Sendable, CustomStringConvertible {
     /// The generation a token claims (`g<N>.` prefix; none is 0), or nil when the prefix is malformed.
     public static func generation(of token: String) -> Int64? {
         guard token.hasPrefix("g") else { return 0 }
-        guard let dot = token.firstIndex(of: "."), let g = Int64(token[token.index(after: token.startIndex)..<dot]), g > 0 else {
+        guard let dot = token.firstIndex(of: "."), let g = Int64(token[token.index(after: token.startIndex)..<dot]),
+            g > 0
+        else {
             return nil
         }
         return g

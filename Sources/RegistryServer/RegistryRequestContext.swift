@@ -15,8 +15,9 @@ struct RegistryRequestContext: RequestContext {
 
     /// The node named by the connection's verified client certificate (nil without TLS or without one).
     func certificateNodeName() async -> String? {
-        guard let certificate = try? await channel.pipeline.handler(type: NIOSSLServerHandler.self)
-            .map({ $0.peerCertificate }).get() ?? nil,
+        guard
+            let certificate = try? await channel.pipeline.handler(type: NIOSSLServerHandler.self)
+                .map({ $0.peerCertificate }).get() ?? nil,
             let der = try? certificate.toDERBytes()
         else { return nil }
         return RegistryCertificateAuthority.nodeName(ofCertificateDER: der)

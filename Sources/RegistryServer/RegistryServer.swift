@@ -3,8 +3,8 @@ import HummingbirdCore
 import HummingbirdTLS
 import IPsecPrimitives
 import Logging
-import NIOSSL
 import NIOCore
+import NIOSSL
 import Registry
 import ServiceLifecycle
 
@@ -89,14 +89,17 @@ public struct RegistryServer: Service {
             claims: configuration.claims, logger: logger)
         let api = RegistryAPI(
             store: store, credentials: credentials, maxBodyBytes: configuration.maxBodyBytes,
-            maxWatchWait: configuration.maxWatchWait, watchKeepalive: configuration.watchKeepalive, statistics: statistics)
+            maxWatchWait: configuration.maxWatchWait, watchKeepalive: configuration.watchKeepalive,
+            statistics: statistics)
         let onListening = self.onListening
         let logger = self.logger
         let app = Application(
             router: api.makeRouter(),
-            server: try Self.serverBuilder(configuration, limiter: ConnectionLimiter(
-                maxPerAddress: configuration.maxConnectionsPerClient, maxTotal: configuration.maxConnections,
-                statistics: statistics, logger: logger)),
+            server: try Self.serverBuilder(
+                configuration,
+                limiter: ConnectionLimiter(
+                    maxPerAddress: configuration.maxConnectionsPerClient, maxTotal: configuration.maxConnections,
+                    statistics: statistics, logger: logger)),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -110,7 +113,9 @@ public struct RegistryServer: Service {
             try await withGracefulShutdownHandler {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { await store.runLeaseSweeper(interval: sweepInterval) }
-                    group.addTask { [keepalive = configuration.watchKeepalive] in await store.runKeepalive(interval: keepalive) }
+                    group.addTask { [keepalive = configuration.watchKeepalive] in
+                        await store.runKeepalive(interval: keepalive)
+                    }
                     try await app.run()
                     group.cancelAll()
                 }
@@ -135,8 +140,9 @@ extension RegistryServer {
     }
 
     static func serverBuilder(_ configuration: Configuration, limiter: ConnectionLimiter) throws -> HTTPServerBuilder {
-        let http1 = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [limiter.handler()], idleTimeout: .init(configuration.idleTimeout)))
+        let http1 = HTTPServerBuilder.http1(
+            configuration: .init(
+                additionalChannelHandlers: [limiter.handler()], idleTimeout: .init(configuration.idleTimeout)))
         guard let tls = configuration.tls else { return http1 }
         return try .tls(http1, tlsConfiguration: tls)
     }

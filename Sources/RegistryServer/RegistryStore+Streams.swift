@@ -1,13 +1,14 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import GRDB
 import Logging
 import NIOCore
 import NIOPosix
 import Registry
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Streaming watches: each change is encoded once and queued on every open stream (`WatchStreamHub`); a
 /// subscriber that asks for compacted history gets a resync line.
@@ -27,16 +28,21 @@ extension RegistryStore {
     /// Opens a stream after `after`: the backlog and the registration happen in one actor turn, so the
     /// stream sees every change exactly once and in order.
     func subscribe(after: Int64, maxEventsPerLine: Int = 1000) throws -> Subscription {
-        guard after >= compactedRevision, after <= revision else { return .compacted(compactedRevision: compactedRevision) }
+        guard after >= compactedRevision, after <= revision else {
+            return .compacted(compactedRevision: compactedRevision)
+        }
         guard !closing else { return .closed }
         var backlog: [ByteBuffer] = []
         var cursor = Int(after - compactedRevision)
         repeat {
             let end = min(history.count, cursor + max(1, maxEventsPerLine))
             let chunk = Array(history[cursor..<end])
-            let lineRevision = end == history.count ? revision : (chunk.last.map(RegistryStore.revision(of:)) ?? revision)
-            backlog.append(try RegistryStore.encodeLine(RegistryWire.WatchResponse(
-                revision: lineRevision, events: chunk.map(RegistryWire.Event.init))))
+            let lineRevision =
+                end == history.count ? revision : (chunk.last.map(RegistryStore.revision(of:)) ?? revision)
+            backlog.append(
+                try RegistryStore.encodeLine(
+                    RegistryWire.WatchResponse(
+                        revision: lineRevision, events: chunk.map(RegistryWire.Event.init))))
             cursor = end
         } while cursor < history.count
         guard let subscriber = streams.subscribe() else { return .closed }
@@ -76,7 +82,10 @@ extension RegistryStore {
     /// Told to a stream that fell behind (or whose change could not be encoded), as its last line: the
     /// same body as a 410 answer.
     func resyncLine() -> ByteBuffer {
-        ByteBuffer(string: "{\"error\":\"watch stream fell behind; list and watch again\",\"compactedRevision\":\(compactedRevision)}\n")
+        ByteBuffer(
+            string:
+                "{\"error\":\"watch stream fell behind; list and watch again\",\"compactedRevision\":\(compactedRevision)}\n"
+        )
     }
 
     static func revision(of event: RegistryEvent) -> Int64 {

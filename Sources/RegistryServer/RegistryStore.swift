@@ -1,13 +1,14 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import GRDB
 import Logging
 import NIOCore
 import NIOPosix
 import Registry
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// The embedded registry's state: records, revisions, event history and leases.
 ///
@@ -109,7 +110,8 @@ actor RegistryStore {
         for row in loadedEvents {
             let eventRevision: Int64 = row["revision"]
             if let body = row["body"] as String? {
-                history.append(.put(try decoder.decode(NodeRecord.self, from: Data(body.utf8)), revision: eventRevision))
+                history.append(
+                    .put(try decoder.decode(NodeRecord.self, from: Data(body.utf8)), revision: eventRevision))
             } else {
                 history.append(.deleted(name: row["name"], revision: eventRevision))
             }
@@ -158,14 +160,16 @@ actor RegistryStore {
     static func migrate(_ database: DatabasePool) throws {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-                CREATE TABLE records (name TEXT PRIMARY KEY, node_id INTEGER NOT NULL UNIQUE, body TEXT NOT NULL);
-                CREATE TABLE events (revision INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                    CREATE TABLE records (name TEXT PRIMARY KEY, node_id INTEGER NOT NULL UNIQUE, body TEXT NOT NULL);
+                    CREATE TABLE events (revision INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT);
+                    """)
         }
         migrator.registerMigration("v2: credential generations") { db in
-            try db.execute(sql: "CREATE TABLE credential_generations (name TEXT PRIMARY KEY, generation INTEGER NOT NULL)")
+            try db.execute(
+                sql: "CREATE TABLE credential_generations (name TEXT PRIMARY KEY, generation INTEGER NOT NULL)")
         }
         try migrator.migrate(database)
     }
@@ -183,7 +187,9 @@ actor RegistryStore {
     /// Events after `after`, at most `limit`, or `.compacted` if the history no longer reaches back there
     /// (or `after` is beyond the current revision: a revision from another history, e.g. a wiped data dir).
     func events(after: Int64, limit: Int = 1000) -> WatchBatch {
-        guard after >= compactedRevision, after <= revision else { return .compacted(compactedRevision: compactedRevision) }
+        guard after >= compactedRevision, after <= revision else {
+            return .compacted(compactedRevision: compactedRevision)
+        }
         let firstIndex = Int(after - compactedRevision)  // history[i] has revision compactedRevision + 1 + i
         guard firstIndex < history.count else { return .events([], revision: revision) }
         let slice = history[firstIndex..<min(history.count, firstIndex + limit)]
@@ -231,7 +237,8 @@ actor RegistryStore {
     func publish(_ record: NodeRecord) throws -> NodeRecord {
         if let stored = live[record.name]?.record { try record.checkTransition(from: stored) }
         if let conflict = claims.conflict(of: record, among: live.values.lazy.map(\.record)) {
-            throw RegistryError.rejected(status: conflict.reason == .prefixTooShort ? 422 : 409, message: conflict.message)
+            throw RegistryError.rejected(
+                status: conflict.reason == .prefixTooShort ? 422 : 409, message: conflict.message)
         }
         let now = nowMillis()
         var stored = record
@@ -246,7 +253,9 @@ actor RegistryStore {
             try db.execute(
                 sql: "INSERT INTO records (name, node_id, body) VALUES (?, ?, ?)",
                 arguments: [stored.name, Int(stored.nodeID), body])
-            try db.execute(sql: "INSERT INTO events (revision, name, body) VALUES (?, ?, ?)", arguments: [eventRevision, stored.name, body])
+            try db.execute(
+                sql: "INSERT INTO events (revision, name, body) VALUES (?, ?, ?)",
+                arguments: [eventRevision, stored.name, body])
             try RegistryStore.saveMeta(db, revision: eventRevision, nextNodeID: nextNodeID)
         }
         live[stored.name] = Live(record: stored, leaseDeadline: ContinuousClock.now + leaseTTL)
@@ -256,7 +265,9 @@ actor RegistryStore {
 
     /// Renews a live record's lease. Throws `notFound` when the node has no live record.
     func heartbeat(name: String) throws {
-        guard live[name] != nil else { throw RegistryError.notFound("no live record for node \(name); publish it again") }
+        guard live[name] != nil else {
+            throw RegistryError.notFound("no live record for node \(name); publish it again")
+        }
         live[name]!.leaseDeadline = ContinuousClock.now + leaseTTL
         live[name]!.record.heartbeatMillis = nowMillis()
     }
@@ -269,7 +280,9 @@ actor RegistryStore {
     func revoke(name: String) throws -> Int64 {
         let next = (credentialGenerations[name] ?? 0) + 1
         try database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO credential_generations (name, generation) VALUES (?, ?)", arguments: [name, next])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO credential_generations (name, generation) VALUES (?, ?)",
+                arguments: [name, next])
         }
         credentialGenerations[name] = next
         if live[name] != nil { try remove([name]) }
@@ -313,7 +326,9 @@ actor RegistryStore {
         try database.write { db in
             for (offset, name) in names.enumerated() {
                 try db.execute(sql: "DELETE FROM records WHERE name = ?", arguments: [name])
-                try db.execute(sql: "INSERT INTO events (revision, name, body) VALUES (?, ?, NULL)", arguments: [first + Int64(offset), name])
+                try db.execute(
+                    sql: "INSERT INTO events (revision, name, body) VALUES (?, ?, NULL)",
+                    arguments: [first + Int64(offset), name])
             }
             try RegistryStore.saveMeta(db, revision: first + Int64(names.count) - 1, nextNodeID: nextNodeID)
         }
@@ -344,7 +359,8 @@ actor RegistryStore {
         do {
             try database.write { db in
                 try db.execute(sql: "DELETE FROM events WHERE revision <= ?", arguments: [newCompacted])
-                try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?)", arguments: [newCompacted])
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?)", arguments: [newCompacted])
             }
             history.removeFirst(drop)
             compactedRevision = newCompacted
@@ -359,7 +375,9 @@ actor RegistryStore {
         if let current = live[record.name] { return current.record.nodeID }
         let taken = Set(live.values.map(\.record.nodeID))
         if record.nodeID != 0, !taken.contains(record.nodeID) { return record.nodeID }
-        guard taken.count < Int(UInt16.max) else { throw RegistryError.rejected(status: 507, message: "no free node ID") }
+        guard taken.count < Int(UInt16.max) else {
+            throw RegistryError.rejected(status: 507, message: "no free node ID")
+        }
         var candidate = nextNodeID
         while taken.contains(UInt16(candidate)) { candidate = candidate >= Int(UInt16.max) ? 1 : candidate + 1 }
         nextNodeID = candidate >= Int(UInt16.max) ? 1 : candidate + 1
@@ -367,7 +385,9 @@ actor RegistryStore {
     }
 
     static func saveMeta(_ db: Database, revision: Int64, nextNodeID: Int) throws {
-        try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?), ('next_node_id', ?)", arguments: [revision, nextNodeID])
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?), ('next_node_id', ?)",
+            arguments: [revision, nextNodeID])
     }
 
     static func encode(_ record: NodeRecord) throws -> String {

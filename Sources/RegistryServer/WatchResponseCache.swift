@@ -14,7 +14,9 @@ final class WatchResponseCache: Sendable {
 
     /// The cached body for (`after`, `revision`), or the one `encode` makes (then cached).
     func body(after: Int64, revision: Int64, encode: () throws -> ByteBuffer) rethrows -> ByteBuffer {
-        if let cached = entry.withLock({ $0 }), cached.after == after, cached.revision == revision { return cached.body }
+        if let cached = entry.withLock({ $0 }), cached.after == after, cached.revision == revision {
+            return cached.body
+        }
         let body = try encode()
         entry.withLock { $0 = Entry(after: after, revision: revision, body: body) }
         return body

@@ -7,7 +7,8 @@ import Prometheus
 public struct CatalogMetricsFactory: MetricsFactory {
     public let registry: PrometheusCollectorRegistry
     private let durationBuckets: [Duration] = [
-        .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500),
         .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300),
     ]
 
@@ -19,7 +20,9 @@ public struct CatalogMetricsFactory: MetricsFactory {
         registry.makeCounter(name: label, labels: dimensions, help: help(label))
     }
 
-    public func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
+    public func makeFloatingPointCounter(
+        label: String, dimensions: [(String, String)]
+    ) -> any FloatingPointCounterHandler {
         registry.makeCounter(name: label, labels: dimensions, help: help(label))
     }
 

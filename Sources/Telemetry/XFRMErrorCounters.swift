@@ -15,8 +15,10 @@ public final class XFRMErrorCounters: Sendable {
     private let read: @Sendable (String) -> String?
     private let factory: any MetricsFactory
 
-    public init(path: String = "/proc/net/xfrm_stat", factory: any MetricsFactory,
-                read: @escaping @Sendable (String) -> String? = XFRMErrorCounters.readFile) {
+    public init(
+        path: String = "/proc/net/xfrm_stat", factory: any MetricsFactory,
+        read: @escaping @Sendable (String) -> String? = XFRMErrorCounters.readFile
+    ) {
         self.path = path
         self.factory = factory
         self.read = read
@@ -25,15 +27,20 @@ public final class XFRMErrorCounters: Sendable {
     /// Reads the file and adds the increments to the counters. Returns why nothing was exported, if so.
     @discardableResult
     public func refresh() -> Availability {
-        guard let text = read(path) else { return .unavailable("\(path) is not readable (kernel without CONFIG_XFRM_STATISTICS?)") }
-        guard let stats = XFRMStatistics.parse(text) else { return .unavailable("\(path) has no XFRM counters in the expected format") }
+        guard let text = read(path) else {
+            return .unavailable("\(path) is not readable (kernel without CONFIG_XFRM_STATISTICS?)")
+        }
+        guard let stats = XFRMStatistics.parse(text) else {
+            return .unavailable("\(path) has no XFRM counters in the expected format")
+        }
         let increments = previous.withLock { prev -> [XFRMStatistics.Key: UInt64] in
             defer { prev = stats }
             return stats.increments(since: prev)
         }
         for (key, n) in increments {
-            let c = Counter(label: "ipsec_xfrm_errors_total", dimensions: [("direction", key.direction), ("error", key.error)],
-                            factory: factory)
+            let c = Counter(
+                label: "ipsec_xfrm_errors_total", dimensions: [("direction", key.direction), ("error", key.error)],
+                factory: factory)
             if n > 0 { c.increment(by: Int64(clamping: n)) } else { c.increment(by: 0) }
         }
         return .available
@@ -54,5 +61,5 @@ public final class XFRMErrorCounters: Sendable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

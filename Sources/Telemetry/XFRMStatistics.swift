@@ -38,8 +38,10 @@ public struct XFRMStatistics: Sendable, Equatable {
             "XfrmAcquireError": ("inbound", "acquire"), "XfrmFwdHdrError": ("inbound", "forward_header"),
             "XfrmOutError": ("outbound", "other"), "XfrmOutBundleGenError": ("outbound", "bundle_generation"),
             "XfrmOutBundleCheckError": ("outbound", "bundle_check"), "XfrmOutNoStates": ("outbound", "no_state"),
-            "XfrmOutStateProtoError": ("outbound", "state_protocol"), "XfrmOutStateModeError": ("outbound", "state_mode"),
-            "XfrmOutStateSeqError": ("outbound", "state_sequence"), "XfrmOutStateExpired": ("outbound", "state_expired"),
+            "XfrmOutStateProtoError": ("outbound", "state_protocol"),
+            "XfrmOutStateModeError": ("outbound", "state_mode"),
+            "XfrmOutStateSeqError": ("outbound", "state_sequence"),
+            "XfrmOutStateExpired": ("outbound", "state_expired"),
             "XfrmOutPolBlock": ("outbound", "policy_blocked"), "XfrmOutPolDead": ("outbound", "policy_dead"),
             "XfrmOutPolError": ("outbound", "policy"), "XfrmOutStateInvalid": ("outbound", "state_invalid"),
         ]

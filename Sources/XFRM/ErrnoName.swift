@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Symbolic names for the errno values netlink operations return, for error descriptions.

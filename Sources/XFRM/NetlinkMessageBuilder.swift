@@ -40,11 +40,14 @@ final class NetlinkMessageBuilder {
 
     /// Appends an attribute whose payload is the bytes of `value` (a C struct or integer).
     func appendAttribute<T>(type: UInt16, _ value: T) throws(XFRMError) {
-        try withUnsafeBytes(of: value) { (raw) throws(XFRMError) in try appendAttribute(type: type, raw, UnsafeRawBufferPointer(start: nil, count: 0)) }
+        try withUnsafeBytes(of: value) { (raw) throws(XFRMError) in
+            try appendAttribute(type: type, raw, UnsafeRawBufferPointer(start: nil, count: 0))
+        }
     }
 
     /// Appends an attribute whose payload is `head` then `tail` (`tail` nil base = zero bytes).
-    func appendAttribute(type: UInt16, _ head: UnsafeRawBufferPointer, _ tail: UnsafeRawBufferPointer) throws(XFRMError) {
+    func appendAttribute(type: UInt16, _ head: UnsafeRawBufferPointer, _ tail: UnsafeRawBufferPointer) throws(XFRMError)
+    {
         let payload = head.count + tail.count
         try ensureRoom(Int(cnl_attr_header_length()) + Int(cnl_attr_align(payload)))
         guard payload + Int(cnl_attr_header_length()) <= Int(UInt16.max) else {
@@ -88,7 +91,8 @@ final class NetlinkMessageBuilder {
     private func ensureRoom(_ bytes: Int, at start: Int? = nil) throws(XFRMError) {
         let used = start ?? (length + Int(current!.pointee.nlmsg_len))
         guard used + bytes <= storage.count else {
-            throw .invalidRequest(request: "netlink message", reason: "does not fit the \(storage.count)-byte batch buffer")
+            throw .invalidRequest(
+                request: "netlink message", reason: "does not fit the \(storage.count)-byte batch buffer")
         }
     }
 }

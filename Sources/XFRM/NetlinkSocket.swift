@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One NETLINK_XFRM socket and its receive buffer. Not thread-safe: it has exactly one owner
 /// (`XFRMClient` keeps it in a `Mutex`, `XFRMMonitor` on its reader thread). Calls block briefly.
@@ -15,8 +16,10 @@ final class NetlinkSocket {
 
     /// Opens the socket (inside `networkNamespacePath` when given), enables extended acks and capped acks,
     /// forces a large receive buffer, and joins the multicast `groups` (XFRMNLGRP_*).
-    init(networkNamespacePath: String?, receiveBufferBytes: Int32, sendBufferBytes: Int32,
-         groups: [UInt32] = [], receiveTimeoutSeconds: Int = 0) throws(XFRMError) {
+    init(
+        networkNamespacePath: String?, receiveBufferBytes: Int32, sendBufferBytes: Int32,
+        groups: [UInt32] = [], receiveTimeoutSeconds: Int = 0
+    ) throws(XFRMError) {
         var failedStep: UnsafePointer<CChar>?
         let fd = networkNamespacePath.withOptionalCString { cnl_xfrm_socket_open($0, &failedStep) }
         guard fd >= 0 else {
@@ -24,8 +27,9 @@ final class NetlinkSocket {
             throw .system(call: step + (networkNamespacePath.map { " (\($0))" } ?? ""), errno: Glibc.errno)
         }
         do throws(XFRMError) {
-            try Self.configure(fd, receiveBufferBytes: receiveBufferBytes, sendBufferBytes: sendBufferBytes, groups: groups,
-                               receiveTimeoutSeconds: receiveTimeoutSeconds)
+            try Self.configure(
+                fd, receiveBufferBytes: receiveBufferBytes, sendBufferBytes: sendBufferBytes, groups: groups,
+                receiveTimeoutSeconds: receiveTimeoutSeconds)
         } catch {
             close(fd)
             throw error
@@ -35,8 +39,10 @@ final class NetlinkSocket {
         self.receiveBuffer = .allocate(byteCount: 64 * 1024, alignment: 16)
     }
 
-    private static func configure(_ fd: Int32, receiveBufferBytes: Int32, sendBufferBytes: Int32, groups: [UInt32],
-                                  receiveTimeoutSeconds: Int) throws(XFRMError) {
+    private static func configure(
+        _ fd: Int32, receiveBufferBytes: Int32, sendBufferBytes: Int32, groups: [UInt32],
+        receiveTimeoutSeconds: Int
+    ) throws(XFRMError) {
         try setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, fallback: SO_RCVBUF)
         try setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, sendBufferBytes, fallback: SO_SNDBUF)
         try setOption(fd, cnl_sol_netlink(), NETLINK_EXT_ACK, 1)
@@ -110,7 +116,9 @@ final class NetlinkSocket {
         }
     }
 
-    private static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, fallback: Int32? = nil) throws(XFRMError) {
+    private static func setOption(
+        _ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, fallback: Int32? = nil
+    ) throws(XFRMError) {
         var value = value
         let size = socklen_t(MemoryLayout<Int32>.size)
         if setsockopt(fd, level, name, &value, size) == 0 { return }

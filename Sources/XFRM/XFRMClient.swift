@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A client of the kernel's XFRM database over netlink: batched changes, dumps and gets of SAs and policies.
 ///
@@ -25,9 +26,10 @@ public final class XFRMClient: Sendable {
     /// Opens a NETLINK_XFRM socket, inside the network namespace at `networkNamespacePath` (e.g.
     /// `/var/run/netns/NAME`) when given; the calling thread returns to its own namespace before this returns.
     public init(networkNamespacePath: String? = nil) throws(XFRMError) {
-        connection = Mutex(try NetlinkSocket(
-            networkNamespacePath: networkNamespacePath, receiveBufferBytes: Self.receiveBufferBytes,
-            sendBufferBytes: Self.sendBufferBytes, receiveTimeoutSeconds: 60))
+        connection = Mutex(
+            try NetlinkSocket(
+                networkNamespacePath: networkNamespacePath, receiveBufferBytes: Self.receiveBufferBytes,
+                sendBufferBytes: Self.sendBufferBytes, receiveTimeoutSeconds: 60))
     }
 
     // MARK: Batches
@@ -43,8 +45,9 @@ public final class XFRMClient: Sendable {
             var chunkStart = 0
             for (index, request) in requests.enumerated() {
                 if builder.length + Self.messageHeadroom > builder.capacity {
-                    Self.flush(builder, requests: requests, range: chunkStart..<index, firstSequence: firstSequence,
-                               socket: socket, results: &results)
+                    Self.flush(
+                        builder, requests: requests, range: chunkStart..<index, firstSequence: firstSequence,
+                        socket: socket, results: &results)
                     chunkStart = index
                 }
                 do throws(XFRMError) {
@@ -53,8 +56,9 @@ public final class XFRMClient: Sendable {
                     results[index] = .failure(error)
                 }
             }
-            Self.flush(builder, requests: requests, range: chunkStart..<requests.count, firstSequence: firstSequence,
-                       socket: socket, results: &results)
+            Self.flush(
+                builder, requests: requests, range: chunkStart..<requests.count, firstSequence: firstSequence,
+                socket: socket, results: &results)
         }
         return results.enumerated().map { index, result in
             result ?? .failure(.noAcknowledgement(request: requests[index].description))
@@ -62,8 +66,10 @@ public final class XFRMClient: Sendable {
     }
 
     /// Sends the messages of `range` and collects their acknowledgements by sequence number.
-    private static func flush(_ builder: NetlinkMessageBuilder, requests: [XFRMRequest], range: Range<Int>,
-                              firstSequence: UInt32, socket: NetlinkSocket, results: inout [Result<Void, XFRMError>?]) {
+    private static func flush(
+        _ builder: NetlinkMessageBuilder, requests: [XFRMRequest], range: Range<Int>,
+        firstSequence: UInt32, socket: NetlinkSocket, results: inout [Result<Void, XFRMError>?]
+    ) {
         defer { builder.reset() }
         guard builder.messageCount > 0 else { return }
         var outstanding = builder.messageCount
@@ -83,9 +89,10 @@ public final class XFRMClient: Sendable {
                     if code == 0 {
                         results[index] = .success(())
                     } else {
-                        results[index] = .failure(XFRMError(
-                            request: requests[index].description, netlinkError: code,
-                            kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) }))
+                        results[index] = .failure(
+                            XFRMError(
+                                request: requests[index].description, netlinkError: code,
+                                kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) }))
                     }
                     outstanding -= 1
                 }
@@ -125,28 +132,35 @@ public final class XFRMClient: Sendable {
     /// Every policy of the namespace. Policies the value types cannot represent (socket policies, templates
     /// for AH/IPComp or BEET mode) are left out.
     public func policies() throws(XFRMError) -> [XFRMPolicy] {
-        try dump(type: XFRM_MSG_GETPOLICY, entryType: XFRM_MSG_NEWPOLICY) { (message) throws(XFRMError) -> XFRMPolicy? in
+        try dump(type: XFRM_MSG_GETPOLICY, entryType: XFRM_MSG_NEWPOLICY) {
+            (message) throws(XFRMError) -> XFRMPolicy? in
             try XFRMMessageDecoder.isRepresentablePolicy(message) ? XFRMMessageDecoder.policy(from: message) : nil
         }
     }
 
     /// The SA with this ID, or nil if there is none.
     public func state(_ id: XFRMStateID) throws(XFRMError) -> XFRMState? {
-        try get(what: "get state \(id)", reply: XFRM_MSG_NEWSA, XFRMMessageDecoder.state(from:)) { sequence, builder throws(XFRMError) in
-            try XFRMMessageEncoder.encodeStateID(id, type: XFRM_MSG_GETSA, flags: UInt16(NLM_F_REQUEST), sequence: sequence, into: builder)
+        try get(what: "get state \(id)", reply: XFRM_MSG_NEWSA, XFRMMessageDecoder.state(from:)) {
+            sequence, builder throws(XFRMError) in
+            try XFRMMessageEncoder.encodeStateID(
+                id, type: XFRM_MSG_GETSA, flags: UInt16(NLM_F_REQUEST), sequence: sequence, into: builder)
         }
     }
 
     /// The policy with this ID, or nil if there is none.
     public func policy(_ id: XFRMPolicyID) throws(XFRMError) -> XFRMPolicy? {
-        try get(what: "get \(id)", reply: XFRM_MSG_NEWPOLICY, XFRMMessageDecoder.policy(from:)) { sequence, builder throws(XFRMError) in
-            try XFRMMessageEncoder.encodePolicyID(id, type: XFRM_MSG_GETPOLICY, flags: UInt16(NLM_F_REQUEST), sequence: sequence, into: builder)
+        try get(what: "get \(id)", reply: XFRM_MSG_NEWPOLICY, XFRMMessageDecoder.policy(from:)) {
+            sequence, builder throws(XFRMError) in
+            try XFRMMessageEncoder.encodePolicyID(
+                id, type: XFRM_MSG_GETPOLICY, flags: UInt16(NLM_F_REQUEST), sequence: sequence, into: builder)
         }
     }
 
     /// `exchange` for a get: an absent object is nil, not an error.
-    private func get<T: Sendable>(what: String, reply: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T,
-                        encode: @Sendable (UInt32, NetlinkMessageBuilder) throws(XFRMError) -> Void) throws(XFRMError) -> T? {
+    private func get<T: Sendable>(
+        what: String, reply: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T,
+        encode: @Sendable (UInt32, NetlinkMessageBuilder) throws(XFRMError) -> Void
+    ) throws(XFRMError) -> T? {
         do {
             return try exchange(what: what, reply: reply, decode: decode, encode: encode)
         } catch {
@@ -157,8 +171,10 @@ public final class XFRMClient: Sendable {
 
     /// Sends one request and waits for its answer: a `reply`-typed message (decoded), or an acknowledgement
     /// (nil). A kernel error is thrown, `.notFound` included.
-    func exchange<T: Sendable>(what: String, reply: Int, decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T,
-                               encode: @Sendable (UInt32, NetlinkMessageBuilder) throws(XFRMError) -> Void) throws(XFRMError) -> T? {
+    func exchange<T: Sendable>(
+        what: String, reply: Int, decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T,
+        encode: @Sendable (UInt32, NetlinkMessageBuilder) throws(XFRMError) -> Void
+    ) throws(XFRMError) -> T? {
         try connection.withLock { (socket) throws(XFRMError) -> T? in
             let builder = NetlinkMessageBuilder(capacity: Self.messageHeadroom)
             let sequence = socket.reserveSequenceNumbers(1)
@@ -178,11 +194,17 @@ public final class XFRMClient: Sendable {
                     switch Int32(message.pointee.nlmsg_type) {
                     case NLMSG_ERROR:
                         let code = cnl_error_code(message)
-                        answer = code == 0 ? .success(nil) : .failure(XFRMError(
-                            request: what, netlinkError: code,
-                            kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) }))
+                        answer =
+                            code == 0
+                            ? .success(nil)
+                            : .failure(
+                                XFRMError(
+                                    request: what, netlinkError: code,
+                                    kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) }))
                     case Int32(reply):
-                        do throws(XFRMError) { answer = .success(try decode(message)) } catch { answer = .failure(error) }
+                        do throws(XFRMError) { answer = .success(try decode(message)) } catch {
+                            answer = .failure(error)
+                        }
                     default:
                         break
                     }
@@ -193,7 +215,9 @@ public final class XFRMClient: Sendable {
     }
 
     /// Runs a dump; `decode` returns nil for entries to leave out.
-    private func dump<T: Sendable>(type: Int, entryType: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T?) throws(XFRMError) -> [T] {
+    private func dump<T: Sendable>(
+        type: Int, entryType: Int, _ decode: @Sendable (UnsafePointer<nlmsghdr>) throws(XFRMError) -> T?
+    ) throws(XFRMError) -> [T] {
         try connection.withLock { (socket) throws(XFRMError) -> [T] in
             let builder = NetlinkMessageBuilder(capacity: 256)
             for _ in 0..<Self.dumpAttempts {
@@ -213,8 +237,9 @@ public final class XFRMClient: Sendable {
                         case NLMSG_DONE:
                             done = true
                         case NLMSG_ERROR:
-                            failure = XFRMError(request: "dump (message type \(type))", netlinkError: cnl_error_code(message),
-                                                kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) })
+                            failure = XFRMError(
+                                request: "dump (message type \(type))", netlinkError: cnl_error_code(message),
+                                kernelMessage: cnl_ext_ack_message(message).map { String(cString: $0) })
                             done = true
                         case Int32(entryType):
                             if failure == nil {
@@ -232,7 +257,8 @@ public final class XFRMClient: Sendable {
                 if let failure { throw failure }
                 if !interrupted { return entries }
             }
-            throw .malformedMessage("dump (message type \(type)) was interrupted \(Self.dumpAttempts) times in a row (NLM_F_DUMP_INTR)")
+            throw .malformedMessage(
+                "dump (message type \(type)) was interrupted \(Self.dumpAttempts) times in a row (NLM_F_DUMP_INTR)")
         }
     }
 }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why an XFRM operation failed. Descriptions name the request (never its key bytes), the errno by name

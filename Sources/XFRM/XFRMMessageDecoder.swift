@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
 import IPsecPrimitives
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Decodes the kernel's XFRM messages (dump entries, get replies, notifications) into value types.
 enum XFRMMessageDecoder {
@@ -29,14 +30,16 @@ enum XFRMMessageDecoder {
         guard let destination = info.id.daddr.address(family: info.family) else {
             throw .malformedMessage("expire notification with address family \(info.family)")
         }
-        let id = XFRMStateID(destination: destination, spi: UInt32(bigEndian: info.id.spi),
-                             proto: try proto(info.id.proto), mark: try mark(attributes))
+        let id = XFRMStateID(
+            destination: destination, spi: UInt32(bigEndian: info.id.spi),
+            proto: try proto(info.id.proto), mark: try mark(attributes))
         return (id, expire.hard != 0)
     }
 
     static func state(info: xfrm_usersa_info, attributes: cnl_attr_table) throws(XFRMError) -> XFRMState {
         guard let destination = info.id.daddr.address(family: info.family),
-              let source = info.saddr.address(family: info.family) else {
+            let source = info.saddr.address(family: info.family)
+        else {
             throw .malformedMessage("SA with unknown address family \(info.family)")
         }
         let spi = UInt32(bigEndian: info.id.spi)
@@ -47,17 +50,21 @@ enum XFRMMessageDecoder {
         let esn = info.flags & UInt8(XFRM_STATE_ESN) != 0
         var replayWindow = UInt32(info.replay_window)
         var outboundSequence: UInt64?
-        if let replay: xfrm_replay_state_esn = try optionalPayload(of: attributes, XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL") {
+        if let replay: xfrm_replay_state_esn = try optionalPayload(
+            of: attributes, XFRMA_REPLAY_ESN_VAL, "XFRMA_REPLAY_ESN_VAL")
+        {
             replayWindow = replay.replay_window
             outboundSequence = UInt64(replay.oseq_hi) << 32 | UInt64(replay.oseq)
         }
         var outputMark: XFRMMark?
         if let value: UInt32 = try optionalPayload(of: attributes, XFRMA_SET_MARK, "XFRMA_SET_MARK") {
-            let mask: UInt32 = try optionalPayload(of: attributes, XFRMA_SET_MARK_MASK, "XFRMA_SET_MARK_MASK") ?? UInt32.max
+            let mask: UInt32 =
+                try optionalPayload(of: attributes, XFRMA_SET_MARK_MASK, "XFRMA_SET_MARK_MASK") ?? UInt32.max
             outputMark = XFRMMark(value: value, mask: mask)
         }
-        let counters = XFRMLifetimeCounters(bytes: info.curlft.bytes, packets: info.curlft.packets,
-                                            addTime: info.curlft.add_time, useTime: info.curlft.use_time)
+        let counters = XFRMLifetimeCounters(
+            bytes: info.curlft.bytes, packets: info.curlft.packets,
+            addTime: info.curlft.add_time, useTime: info.curlft.use_time)
         return XFRMState(
             source: source, destination: destination, spi: spi, proto: try proto(info.id.proto), mode: mode,
             reqid: info.reqid, mark: try mark(attributes), outputMark: outputMark,
@@ -69,26 +76,35 @@ enum XFRMMessageDecoder {
         if let (aead, key) = try keyed(attributes, XFRMA_ALG_AEAD, as: xfrm_algo_aead.self, keyBits: \.alg_key_len) {
             return .aead(name: name(aead.alg_name), key: key, icvBits: Int(aead.alg_icv_len))
         }
-        if let (auth, authKey) = try keyed(attributes, XFRMA_ALG_AUTH_TRUNC, as: xfrm_algo_auth.self, keyBits: \.alg_key_len),
-           let (crypt, cryptKey) = try keyed(attributes, XFRMA_ALG_CRYPT, as: xfrm_algo.self, keyBits: \.alg_key_len) {
-            return .authEncrypt(authName: name(auth.alg_name), authKey: authKey, truncationBits: Int(auth.alg_trunc_len),
-                                cryptName: name(crypt.alg_name), cryptKey: cryptKey)
+        if let (auth, authKey) = try keyed(
+            attributes, XFRMA_ALG_AUTH_TRUNC, as: xfrm_algo_auth.self, keyBits: \.alg_key_len),
+            let (crypt, cryptKey) = try keyed(attributes, XFRMA_ALG_CRYPT, as: xfrm_algo.self, keyBits: \.alg_key_len)
+        {
+            return .authEncrypt(
+                authName: name(auth.alg_name), authKey: authKey, truncationBits: Int(auth.alg_trunc_len),
+                cryptName: name(crypt.alg_name), cryptKey: cryptKey)
         }
-        throw .malformedMessage("\(what): neither XFRMA_ALG_AEAD nor XFRMA_ALG_AUTH_TRUNC with XFRMA_ALG_CRYPT (unsupported transform)")
+        throw .malformedMessage(
+            "\(what): neither XFRMA_ALG_AEAD nor XFRMA_ALG_AUTH_TRUNC with XFRMA_ALG_CRYPT (unsupported transform)")
     }
 
     /// An algorithm attribute: the fixed struct, then key bytes (the struct's key length is in bits).
-    private static func keyed<T>(_ attributes: cnl_attr_table, _ type: xfrm_attr_type_t, as: T.Type,
-                                 keyBits: KeyPath<T, UInt32>) throws(XFRMError) -> (T, SecretBytes)? {
+    private static func keyed<T>(
+        _ attributes: cnl_attr_table, _ type: xfrm_attr_type_t, as: T.Type,
+        keyBits: KeyPath<T, UInt32>
+    ) throws(XFRMError) -> (T, SecretBytes)? {
         guard let attribute = attribute(attributes, type) else { return nil }
         let length = Int(mnl_attr_get_payload_len(attribute))
         let size = MemoryLayout<T>.size
-        guard length >= size else { throw .malformedMessage("attribute \(type.rawValue) has \(length) bytes, needs \(size)") }
+        guard length >= size else {
+            throw .malformedMessage("attribute \(type.rawValue) has \(length) bytes, needs \(size)")
+        }
         let raw = UnsafeRawPointer(mnl_attr_get_payload(attribute)!)
         let value = raw.loadUnaligned(as: T.self)
         let keyBytes = (Int(value[keyPath: keyBits]) + 7) / 8
         guard size + keyBytes <= length else {
-            throw .malformedMessage("attribute \(type.rawValue): key of \(keyBytes) bytes overruns \(length)-byte payload")
+            throw .malformedMessage(
+                "attribute \(type.rawValue): key of \(keyBytes) bytes overruns \(length)-byte payload")
         }
         return (value, SecretBytes(UnsafeRawBufferPointer(start: raw + size, count: keyBytes)))
     }
@@ -134,14 +150,17 @@ enum XFRMMessageDecoder {
         if let attribute = attribute(attributes, XFRMA_TMPL) {
             let length = Int(mnl_attr_get_payload_len(attribute))
             let size = MemoryLayout<xfrm_user_tmpl>.size
-            guard length % size == 0 else { throw .malformedMessage("XFRMA_TMPL of \(length) bytes is not a multiple of \(size)") }
+            guard length % size == 0 else {
+                throw .malformedMessage("XFRMA_TMPL of \(length) bytes is not a multiple of \(size)")
+            }
             let raw = UnsafeRawPointer(mnl_attr_get_payload(attribute)!)
             for offset in stride(from: 0, to: length, by: size) {
                 templates.append(try template(raw.loadUnaligned(fromByteOffset: offset, as: xfrm_user_tmpl.self)))
             }
         }
-        return XFRMPolicy(selector: selector, direction: direction, priority: info.priority, action: action,
-                          mark: try mark(attributes), templates: templates, index: info.index)
+        return XFRMPolicy(
+            selector: selector, direction: direction, priority: info.priority, action: action,
+            mark: try mark(attributes), templates: templates, index: info.index)
     }
 
     private static func template(_ raw: xfrm_user_tmpl) throws(XFRMError) -> XFRMTemplate {
@@ -172,7 +191,8 @@ enum XFRMMessageDecoder {
     static func isRepresentablePolicy(_ message: UnsafePointer<nlmsghdr>) throws(XFRMError) -> Bool {
         let info: xfrm_userpolicy_info = try header(of: message)
         guard XFRMPolicyDirection(rawValue: info.dir) != nil, XFRMPolicyAction(rawValue: info.action) != nil,
-              Int32(info.sel.family) == AF_INET || Int32(info.sel.family) == AF_INET6 else { return false }
+            Int32(info.sel.family) == AF_INET || Int32(info.sel.family) == AF_INET6
+        else { return false }
         let attributes = try attributeTable(of: message, after: MemoryLayout<xfrm_userpolicy_info>.size)
         guard let templates = attribute(attributes, XFRMA_TMPL) else { return true }
         let length = Int(mnl_attr_get_payload_len(templates))
@@ -180,7 +200,9 @@ enum XFRMMessageDecoder {
         let raw = UnsafeRawPointer(mnl_attr_get_payload(templates)!)
         for offset in stride(from: 0, to: length - length % size, by: size) {
             let template = raw.loadUnaligned(fromByteOffset: offset, as: xfrm_user_tmpl.self)
-            guard XFRMMode(rawValue: template.mode) != nil, XFRMProtocol(rawValue: template.id.proto) != nil else { return false }
+            guard XFRMMode(rawValue: template.mode) != nil, XFRMProtocol(rawValue: template.id.proto) != nil else {
+                return false
+            }
         }
         return true
     }
@@ -190,9 +212,10 @@ enum XFRMMessageDecoder {
     /// A selector; nil for the kernel's "any" (`AF_UNSPEC` and zero prefixes) unless `keepEmpty`.
     static func selectorIfAny(_ raw: xfrm_selector, keepEmpty: Bool = false) -> XFRMSelector? {
         guard let destination = raw.daddr.address(family: raw.family),
-              let source = raw.saddr.address(family: raw.family),
-              let destinationPrefix = IPPrefix(address: destination, length: Int(raw.prefixlen_d)),
-              let sourcePrefix = IPPrefix(address: source, length: Int(raw.prefixlen_s)) else { return nil }
+            let source = raw.saddr.address(family: raw.family),
+            let destinationPrefix = IPPrefix(address: destination, length: Int(raw.prefixlen_d)),
+            let sourcePrefix = IPPrefix(address: source, length: Int(raw.prefixlen_s))
+        else { return nil }
         if !keepEmpty, raw.prefixlen_d == 0, raw.prefixlen_s == 0, raw.proto == 0, raw.ifindex == 0 { return nil }
         return XFRMSelector(
             source: sourcePrefix, destination: destinationPrefix, proto: raw.proto,
@@ -202,7 +225,9 @@ enum XFRMMessageDecoder {
     }
 
     private static func proto(_ value: UInt8) throws(XFRMError) -> XFRMProtocol {
-        guard let proto = XFRMProtocol(rawValue: value) else { throw .malformedMessage("unsupported IPsec protocol \(value)") }
+        guard let proto = XFRMProtocol(rawValue: value) else {
+            throw .malformedMessage("unsupported IPsec protocol \(value)")
+        }
         return proto
     }
 
@@ -214,12 +239,16 @@ enum XFRMMessageDecoder {
     static func header<T>(of message: UnsafePointer<nlmsghdr>) throws(XFRMError) -> T {
         let length = Int(mnl_nlmsg_get_payload_len(message))
         guard length >= MemoryLayout<T>.size else {
-            throw .malformedMessage("message type \(message.pointee.nlmsg_type) has \(length) payload bytes, needs \(MemoryLayout<T>.size) for \(T.self)")
+            throw .malformedMessage(
+                "message type \(message.pointee.nlmsg_type) has \(length) payload bytes, needs \(MemoryLayout<T>.size) for \(T.self)"
+            )
         }
         return UnsafeRawPointer(mnl_nlmsg_get_payload(message)!).loadUnaligned(as: T.self)
     }
 
-    static func attributeTable(of message: UnsafePointer<nlmsghdr>, after headerSize: Int) throws(XFRMError) -> cnl_attr_table {
+    static func attributeTable(
+        of message: UnsafePointer<nlmsghdr>, after headerSize: Int
+    ) throws(XFRMError) -> cnl_attr_table {
         var table = cnl_attr_table()
         guard cnl_attr_index(message, cnl_nlmsg_align(headerSize), &table) == 0 else {
             throw .malformedMessage("message type \(message.pointee.nlmsg_type): attributes overrun the message")
@@ -231,7 +260,9 @@ enum XFRMMessageDecoder {
         withUnsafePointer(to: table) { cnl_attr_get($0, UInt16(type.rawValue)) }
     }
 
-    private static func optionalPayload<T>(of table: cnl_attr_table, _ type: xfrm_attr_type_t, _ name: String) throws(XFRMError) -> T? {
+    private static func optionalPayload<T>(
+        of table: cnl_attr_table, _ type: xfrm_attr_type_t, _ name: String
+    ) throws(XFRMError) -> T? {
         guard let attribute = attribute(table, type) else { return nil }
         let length = Int(mnl_attr_get_payload_len(attribute))
         guard length >= MemoryLayout<T>.size else {
@@ -240,8 +271,12 @@ enum XFRMMessageDecoder {
         return UnsafeRawPointer(mnl_attr_get_payload(attribute)!).loadUnaligned(as: T.self)
     }
 
-    private static func payload<T>(of table: cnl_attr_table, _ type: xfrm_attr_type_t, _ name: String) throws(XFRMError) -> T {
-        guard let value: T = try optionalPayload(of: table, type, name) else { throw .malformedMessage("\(name) missing") }
+    private static func payload<T>(
+        of table: cnl_attr_table, _ type: xfrm_attr_type_t, _ name: String
+    ) throws(XFRMError) -> T {
+        guard let value: T = try optionalPayload(of: table, type, name) else {
+            throw .malformedMessage("\(name) missing")
+        }
         return value
     }
 }

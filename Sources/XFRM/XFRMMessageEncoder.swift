@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
 import IPsecPrimitives
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Encodes XFRM requests as netlink messages (`XFRM_MSG_NEWSA`, `DELPOLICY`, …) with the kernel's own structs.
 enum XFRMMessageEncoder {
@@ -11,7 +12,8 @@ enum XFRMMessageEncoder {
     /// The kernel's XFRM_MAX_DEPTH (include/net/xfrm.h, not in the UAPI headers).
     static let maximumTemplates = 6
 
-    static func encode(_ request: XFRMRequest, sequence: UInt32, into builder: NetlinkMessageBuilder) throws(XFRMError) {
+    static func encode(_ request: XFRMRequest, sequence: UInt32, into builder: NetlinkMessageBuilder) throws(XFRMError)
+    {
         do {
             switch request {
             case .addState(let state):
@@ -29,7 +31,9 @@ enum XFRMMessageEncoder {
             }
         } catch {
             builder.abandon()
-            if case .invalidRequest(_, let reason) = error { throw .invalidRequest(request: request.description, reason: reason) }
+            if case .invalidRequest(_, let reason) = error {
+                throw .invalidRequest(request: request.description, reason: reason)
+            }
             throw error
         }
         builder.finish()
@@ -37,9 +41,12 @@ enum XFRMMessageEncoder {
 
     // MARK: States
 
-    static func encodeState(_ state: XFRMState, type: Int, sequence: UInt32, into builder: NetlinkMessageBuilder) throws(XFRMError) {
+    static func encodeState(
+        _ state: XFRMState, type: Int, sequence: UInt32, into builder: NetlinkMessageBuilder
+    ) throws(XFRMError) {
         guard state.source.family == state.destination.family else {
-            throw .invalidRequest(request: "", reason: "source \(state.source) and destination \(state.destination) differ in family")
+            throw .invalidRequest(
+                request: "", reason: "source \(state.source) and destination \(state.destination) differ in family")
         }
         var info = xfrm_usersa_info()
         if let selector = state.selector { info.sel = try xfrm_selector(selector) }
@@ -53,13 +60,17 @@ enum XFRMMessageEncoder {
         info.mode = state.mode.rawValue
         if state.esn {
             guard state.replayWindow > 0, state.replayWindow <= UInt32(XFRMA_REPLAY_ESN_MAX) else {
-                throw .invalidRequest(request: "", reason: "ESN replay window must be 1…\(XFRMA_REPLAY_ESN_MAX), got \(state.replayWindow)")
+                throw .invalidRequest(
+                    request: "",
+                    reason: "ESN replay window must be 1…\(XFRMA_REPLAY_ESN_MAX), got \(state.replayWindow)")
             }
             info.flags = UInt8(XFRM_STATE_ESN)
             info.replay_window = 0  // the window travels in XFRMA_REPLAY_ESN_VAL
         } else {
             guard state.replayWindow <= 32 else {
-                throw .invalidRequest(request: "", reason: "replay window \(state.replayWindow) needs ESN (without it the kernel caps it at 32)")
+                throw .invalidRequest(
+                    request: "",
+                    reason: "replay window \(state.replayWindow) needs ESN (without it the kernel caps it at 32)")
             }
             info.replay_window = UInt8(state.replayWindow)
         }
@@ -74,8 +85,9 @@ enum XFRMMessageEncoder {
                 replay.oseq = UInt32(truncatingIfNeeded: sequence)
                 replay.oseq_hi = UInt32(truncatingIfNeeded: sequence >> 32)
             }
-            try builder.appendAttribute(type: UInt16(XFRMA_REPLAY_ESN_VAL.rawValue), replay,
-                                        zeroTailBytes: Int(replay.bmp_len) * MemoryLayout<UInt32>.size)
+            try builder.appendAttribute(
+                type: UInt16(XFRMA_REPLAY_ESN_VAL.rawValue), replay,
+                zeroTailBytes: Int(replay.bmp_len) * MemoryLayout<UInt32>.size)
         }
         if let mark = state.mark { try builder.appendAttribute(type: UInt16(XFRMA_MARK.rawValue), xfrm_mark(mark)) }
         if let output = state.outputMark {
@@ -84,7 +96,9 @@ enum XFRMMessageEncoder {
         }
     }
 
-    private static func appendAlgorithm(_ algorithm: XFRMAlgorithm, into builder: NetlinkMessageBuilder) throws(XFRMError) {
+    private static func appendAlgorithm(
+        _ algorithm: XFRMAlgorithm, into builder: NetlinkMessageBuilder
+    ) throws(XFRMError) {
         switch algorithm {
         case .aead(let name, let key, let icvBits):
             var aead = xfrm_algo_aead()
@@ -105,8 +119,10 @@ enum XFRMMessageEncoder {
         }
     }
 
-    private static func appendKeyed<T>(type: xfrm_attr_type_t, _ header: T, key: SecretBytes,
-                                       into builder: NetlinkMessageBuilder) throws(XFRMError) {
+    private static func appendKeyed<T>(
+        type: xfrm_attr_type_t, _ header: T, key: SecretBytes,
+        into builder: NetlinkMessageBuilder
+    ) throws(XFRMError) {
         try withXFRMError {
             try withUnsafeBytes(of: header) { head in
                 try key.withUnsafeBytes { tail in try builder.appendAttribute(type: UInt16(type.rawValue), head, tail) }
@@ -118,7 +134,8 @@ enum XFRMMessageEncoder {
         let utf8 = Array(name.utf8)
         let capacity = MemoryLayout<Name>.size
         guard !utf8.isEmpty, utf8.count < capacity, !utf8.contains(0) else {
-            throw .invalidRequest(request: "", reason: "algorithm name '\(name.prefix(80))' must be 1…\(capacity - 1) bytes")
+            throw .invalidRequest(
+                request: "", reason: "algorithm name '\(name.prefix(80))' must be 1…\(capacity - 1) bytes")
         }
         withUnsafeMutableBytes(of: &field) { raw in
             raw.initializeMemory(as: UInt8.self, repeating: 0)
@@ -126,8 +143,10 @@ enum XFRMMessageEncoder {
         }
     }
 
-    static func encodeStateID(_ id: XFRMStateID, type: Int, flags: UInt16, sequence: UInt32,
-                              into builder: NetlinkMessageBuilder) throws(XFRMError) {
+    static func encodeStateID(
+        _ id: XFRMStateID, type: Int, flags: UInt16, sequence: UInt32,
+        into builder: NetlinkMessageBuilder
+    ) throws(XFRMError) {
         var header = xfrm_usersa_id()
         header.daddr = xfrm_address_t(id.destination)
         header.spi = id.spi.bigEndian
@@ -140,7 +159,9 @@ enum XFRMMessageEncoder {
 
     // MARK: Policies
 
-    static func encodePolicy(_ policy: XFRMPolicy, type: Int, sequence: UInt32, into builder: NetlinkMessageBuilder) throws(XFRMError) {
+    static func encodePolicy(
+        _ policy: XFRMPolicy, type: Int, sequence: UInt32, into builder: NetlinkMessageBuilder
+    ) throws(XFRMError) {
         var info = xfrm_userpolicy_info()
         info.sel = try xfrm_selector(policy.selector)
         info.lft = .infinite
@@ -151,7 +172,8 @@ enum XFRMMessageEncoder {
         try builder.appendHeader(info)
         if !policy.templates.isEmpty {
             guard policy.templates.count <= Int(maximumTemplates) else {
-                throw .invalidRequest(request: "", reason: "\(policy.templates.count) templates, the kernel allows \(maximumTemplates)")
+                throw .invalidRequest(
+                    request: "", reason: "\(policy.templates.count) templates, the kernel allows \(maximumTemplates)")
             }
             var templates = [xfrm_user_tmpl]()
             templates.reserveCapacity(policy.templates.count)
@@ -160,15 +182,18 @@ enum XFRMMessageEncoder {
             }
             try withXFRMError {
                 try templates.withUnsafeBytes { raw in
-                    try builder.appendAttribute(type: UInt16(XFRMA_TMPL.rawValue), raw, UnsafeRawBufferPointer(start: nil, count: 0))
+                    try builder.appendAttribute(
+                        type: UInt16(XFRMA_TMPL.rawValue), raw, UnsafeRawBufferPointer(start: nil, count: 0))
                 }
             }
         }
         if let mark = policy.mark { try builder.appendAttribute(type: UInt16(XFRMA_MARK.rawValue), xfrm_mark(mark)) }
     }
 
-    static func encodePolicyID(_ id: XFRMPolicyID, type: Int, flags: UInt16, sequence: UInt32,
-                               into builder: NetlinkMessageBuilder) throws(XFRMError) {
+    static func encodePolicyID(
+        _ id: XFRMPolicyID, type: Int, flags: UInt16, sequence: UInt32,
+        into builder: NetlinkMessageBuilder
+    ) throws(XFRMError) {
         var header = xfrm_userpolicy_id()
         header.sel = try xfrm_selector(id.selector)
         header.dir = id.direction.rawValue

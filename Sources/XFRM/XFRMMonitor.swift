@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CNetlink
 import Foundation
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Watches the kernel's XFRM notifications (multicast groups SA, POLICY and EXPIRE) on its own socket.
 ///
@@ -16,17 +17,24 @@ public final class XFRMMonitor: Sendable {
 
     /// Joins the groups on a new socket (inside `networkNamespacePath` when given) and starts the reader thread.
     /// Events that happen after `init` returns are delivered.
-    public convenience init(networkNamespacePath: String? = nil,
-                            bufferingPolicy: AsyncStream<XFRMEvent>.Continuation.BufferingPolicy = .unbounded) throws(XFRMError) {
-        try self.init(networkNamespacePath: networkNamespacePath, receiveBufferBytes: 8 * 1024 * 1024, bufferingPolicy: bufferingPolicy)
+    public convenience init(
+        networkNamespacePath: String? = nil,
+        bufferingPolicy: AsyncStream<XFRMEvent>.Continuation.BufferingPolicy = .unbounded
+    ) throws(XFRMError) {
+        try self.init(
+            networkNamespacePath: networkNamespacePath, receiveBufferBytes: 8 * 1024 * 1024,
+            bufferingPolicy: bufferingPolicy)
     }
 
     /// `receiveBufferBytes` is the socket's receive buffer (tests make it tiny to provoke `ENOBUFS`).
-    init(networkNamespacePath: String?, receiveBufferBytes: Int32,
-         bufferingPolicy: AsyncStream<XFRMEvent>.Continuation.BufferingPolicy) throws(XFRMError) {
+    init(
+        networkNamespacePath: String?, receiveBufferBytes: Int32,
+        bufferingPolicy: AsyncStream<XFRMEvent>.Continuation.BufferingPolicy
+    ) throws(XFRMError) {
         let groups = [XFRMNLGRP_SA, XFRMNLGRP_POLICY, XFRMNLGRP_EXPIRE].map { UInt32($0.rawValue) }
-        let socket = try NetlinkSocket(networkNamespacePath: networkNamespacePath, receiveBufferBytes: receiveBufferBytes,
-                                       sendBufferBytes: 64 * 1024, groups: groups)
+        let socket = try NetlinkSocket(
+            networkNamespacePath: networkNamespacePath, receiveBufferBytes: receiveBufferBytes,
+            sendBufferBytes: 64 * 1024, groups: groups)
         let wakeUp = try WakeUp()
         self.wakeUp = wakeUp
         let (stream, continuation) = AsyncStream<XFRMEvent>.makeStream(bufferingPolicy: bufferingPolicy)
@@ -97,8 +105,10 @@ public final class XFRMMonitor: Sendable {
                 wakeUp.close()
                 continuation.finish()
             }
-            var descriptors = [pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0),
-                               pollfd(fd: wakeUp.fd, events: Int16(POLLIN), revents: 0)]
+            var descriptors = [
+                pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wakeUp.fd, events: Int16(POLLIN), revents: 0),
+            ]
             while true {
                 let ready = poll(&descriptors, nfds_t(descriptors.count), -1)
                 if ready < 0 {

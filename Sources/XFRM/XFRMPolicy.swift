@@ -9,8 +9,10 @@ public struct XFRMSelector: Hashable, Sendable, CustomStringConvertible {
     public var sourcePort: UInt16?
     public var destinationPort: UInt16?
     public var ifindex: Int32
-    public init(source: IPPrefix, destination: IPPrefix, proto: UInt8 = 0, sourcePort: UInt16? = nil,
-                destinationPort: UInt16? = nil, ifindex: Int32 = 0) {
+    public init(
+        source: IPPrefix, destination: IPPrefix, proto: UInt8 = 0, sourcePort: UInt16? = nil,
+        destinationPort: UInt16? = nil, ifindex: Int32 = 0
+    ) {
         self.source = source
         self.destination = destination
         self.proto = proto
@@ -43,8 +45,10 @@ public struct XFRMTemplate: Hashable, Sendable {
     public var mode: XFRMMode
     /// Optional templates (`optional 1`) let traffic without a matching SA through.
     public var optional: Bool
-    public init(source: IPAddress? = nil, destination: IPAddress? = nil, proto: XFRMProtocol = .esp, spi: UInt32 = 0,
-                reqid: UInt32 = 0, mode: XFRMMode = .tunnel, optional: Bool = false) {
+    public init(
+        source: IPAddress? = nil, destination: IPAddress? = nil, proto: XFRMProtocol = .esp, spi: UInt32 = 0,
+        reqid: UInt32 = 0, mode: XFRMMode = .tunnel, optional: Bool = false
+    ) {
         self.source = source
         self.destination = destination
         self.proto = proto
@@ -79,8 +83,10 @@ public struct XFRMPolicy: Hashable, Sendable, CustomStringConvertible {
     public var templates: [XFRMTemplate]
     /// Kernel-assigned index; filled in by dumps, ignored on install.
     public var index: UInt32
-    public init(selector: XFRMSelector, direction: XFRMPolicyDirection, priority: UInt32 = 0,
-                action: XFRMPolicyAction = .allow, mark: XFRMMark? = nil, templates: [XFRMTemplate] = [], index: UInt32 = 0) {
+    public init(
+        selector: XFRMSelector, direction: XFRMPolicyDirection, priority: UInt32 = 0,
+        action: XFRMPolicyAction = .allow, mark: XFRMMark? = nil, templates: [XFRMTemplate] = [], index: UInt32 = 0
+    ) {
         self.selector = selector
         self.direction = direction
         self.priority = priority

@@ -28,7 +28,8 @@ public enum XFRMAlgorithm: Hashable, Sendable {
     /// AEAD, e.g. `rfc4106(gcm(aes))` with a key that includes the 4-byte salt.
     case aead(name: String, key: SecretBytes, icvBits: Int)
     /// Authentication with truncation (e.g. `hmac(sha256)`, 128 bits) plus encryption (e.g. `cbc(aes)`).
-    case authEncrypt(authName: String, authKey: SecretBytes, truncationBits: Int, cryptName: String, cryptKey: SecretBytes)
+    case authEncrypt(
+        authName: String, authKey: SecretBytes, truncationBits: Int, cryptName: String, cryptKey: SecretBytes)
 }
 
 /// Identifies an SA: (destination, SPI, protocol, mark) — the kernel's lookup key.

@@ -18,7 +18,9 @@ struct BenchNamespace {
     init(_ prefix: String) throws {
         name = "\(prefix)-\(getpid())"
         _ = BenchNamespace.ip(["netns", "del", name])
-        guard BenchNamespace.ip(["netns", "add", name]) == 0 else { throw ValidationError("cannot create netns \(name) (root?)") }
+        guard BenchNamespace.ip(["netns", "add", name]) == 0 else {
+            throw ValidationError("cannot create netns \(name) (root?)")
+        }
     }
     func destroy() { _ = BenchNamespace.ip(["netns", "del", name]) }
     static func ip(_ args: [String]) -> Int32 {

@@ -19,7 +19,9 @@ final class BenchPublisher: RecordPublisher {
     var revision: Int64 { state.withLock { $0.revision } }
     /// The publishes since the last call, with their times.
     func drain() -> [(ContinuousClock.Instant, NodeRecordUpdate)] {
-        state.withLock { s in defer { s.log = [] }; return s.log }
+        state.withLock { s in
+            defer { s.log = [] }; return s.log
+        }
     }
     func publish(_ record: NodeRecordUpdate) async throws -> Int64 {
         let t = ContinuousClock.now

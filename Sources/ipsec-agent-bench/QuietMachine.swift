@@ -58,7 +58,8 @@ enum QuietMachine {
             if found { return sum }
         }
         guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+        else { return nil }
         // user nice system idle iowait irq softirq steal: busy is all of them but idle and iowait.
         let ticks = line.split(separator: " ").dropFirst().prefix(8).compactMap { Double($0) }
         guard ticks.count == 8 else { return nil }

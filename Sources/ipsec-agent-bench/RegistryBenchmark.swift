@@ -3,8 +3,9 @@ import IPsecPrimitives
 import Registry
 import RegistryEtcd
 import RegistryServer
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `ipsec-agent-bench registry`: one record update fanned out to many watchers of the embedded registry
@@ -13,7 +14,8 @@ import Glibc
 /// receiving the event. With `--etcd URL`, the same against etcd.
 struct RegistryBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "registry", abstract: "Registry watch fan-out: p50/p99 delivery latency of one update to N watchers.")
+        commandName: "registry",
+        abstract: "Registry watch fan-out: p50/p99 delivery latency of one update to N watchers.")
 
     @Option(help: "Number of concurrent watchers.")
     var watchers: Int = 1000
@@ -69,7 +71,8 @@ struct RegistryBenchmark: AsyncParsableCommand {
         let watchers = self.watchers
         let allStreamsOpen: @Sendable () -> Bool = { statistics.openStreams >= watchers }
         try await fanOut(
-            label: transport == .stream ? "embedded, stream" : "embedded, long poll", publisher: publisher, watcher: watcher,
+            label: transport == .stream ? "embedded, stream" : "embedded, long poll", publisher: publisher,
+            watcher: watcher,
             ready: transport == .stream ? allStreamsOpen : nil)
         try? await connections.shutdown()
         // Stop the server before the next measurement starts.
@@ -95,15 +98,16 @@ struct RegistryBenchmark: AsyncParsableCommand {
         let (arrivals, arrivalContinuation) = AsyncStream.makeStream(of: (Int64, ContinuousClock.Instant).self)
         var watchTasks: [Task<Void, Never>] = []
         for _ in 0..<watchers {
-            watchTasks.append(Task {
-                do {
-                    for try await event in watcher.watch(after: start) {
-                        if case .put(let record, let revision) = event, record.name == "bench-publisher" {
-                            arrivalContinuation.yield((revision, clock.now))
+            watchTasks.append(
+                Task {
+                    do {
+                        for try await event in watcher.watch(after: start) {
+                            if case .put(let record, let revision) = event, record.name == "bench-publisher" {
+                                arrivalContinuation.yield((revision, clock.now))
+                            }
                         }
-                    }
-                } catch {}
-            })
+                    } catch {}
+                })
         }
         defer { for task in watchTasks { task.cancel() } }
         // Let every watch reach the server before measuring.
@@ -144,7 +148,9 @@ struct RegistryBenchmark: AsyncParsableCommand {
             return format(values[max(0, index)])
         }
         print("registry fan-out (\(label), \(watchers) watchers, \(rounds) updates, \(latencies.count) deliveries)")
-        print("  delivery latency   p50 \(percentile(latencies, 0.50))  p99 \(percentile(latencies, 0.99))  max \(format(latencies.last!))")
+        print(
+            "  delivery latency   p50 \(percentile(latencies, 0.50))  p99 \(percentile(latencies, 0.99))  max \(format(latencies.last!))"
+        )
         print("  all-watchers time  p50 \(percentile(fanOutTimes, 0.50))  p99 \(percentile(fanOutTimes, 0.99))")
         print("  publish call       p50 \(percentile(publishTimes, 0.50))  max \(format(publishTimes.last!))")
     }

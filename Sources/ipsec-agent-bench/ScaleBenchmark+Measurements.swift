@@ -17,8 +17,9 @@ extension ScaleBenchmark {
     /// `getrusage`'s `ru_maxrss`, which survives `execve`).
     static func peakRSSMegabytes() -> Double {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return .nan }
         return kb / 1024
     }
 
@@ -39,7 +40,8 @@ extension ScaleBenchmark {
     /// With IPSA_BENCH_TRACE_RSS set: current and peak RSS after each phase, on stderr.
     static func traceRSS(_ phase: String) {
         guard ProcessInfo.processInfo.environment["IPSA_BENCH_TRACE_RSS"] != nil,
-              let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return }
+            let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        else { return }
         let fields = status.split(separator: "\n").filter { $0.hasPrefix("VmRSS:") || $0.hasPrefix("VmHWM:") }
         FileHandle.standardError.write(Data("\(phase): \(fields.joined(separator: " "))\n".utf8))
         if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_stats") {
@@ -74,8 +76,9 @@ extension ScaleBenchmark {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    static let local = LocalNode(name: "node-1", nodeID: 1, underlay: IPAddress("100.64.0.1")!,
-                                 podCIDRs: [IPPrefix("10.0.0.0/24")!], bootID: "bench-boot-1")
+    static let local = LocalNode(
+        name: "node-1", nodeID: 1, underlay: IPAddress("100.64.0.1")!,
+        podCIDRs: [IPPrefix("10.0.0.0/24")!], bootID: "bench-boot-1")
 
     /// The floor: the XFRM client alone installing the rotation's new-key objects in one batch, into a namespace
     /// that holds the same old-key objects.
@@ -88,24 +91,31 @@ extension ScaleBenchmark {
         let key1 = BenchKeys.key(1), key2 = BenchKeys.key(2)
         let floorClient = try XFRMClient(networkNamespacePath: nsFloor.path)
         if !noPolicyHashing {  // the same kernel settings as the agent's namespace
-            try floorClient.setPolicyHashThresholds(DatapathLayout.policyHashThresholds(
-                current: try floorClient.policyHashThresholds(), podCIDRs: local.podCIDRs))
+            try floorClient.setPolicyHashThresholds(
+                DatapathLayout.policyHashThresholds(
+                    current: try floorClient.policyHashThresholds(), podCIDRs: local.podCIDRs))
         }
         let peersModel = records.map { r in
             Peer(name: r.name, nodeID: r.nodeID, underlay: r.ipv4!, podCIDRs: r.podCIDRs, bootID: r.bootID)
         }
         func objects(_ keys: KeyIDSet) -> DesiredState {
-            let live = Dictionary(uniqueKeysWithValues: records.map { ($0.name, PeerKeys(inbound: keys, outbound: keys)) })
-            return DesiredState(local: local, peers: peersModel, peerKeys: live,
-                                keys: [KeyID(1)!: key1, KeyID(2)!: key2], derive: KeyOperations.standard.derive)
+            let live = Dictionary(
+                uniqueKeysWithValues: records.map { ($0.name, PeerKeys(inbound: keys, outbound: keys)) })
+            return DesiredState(
+                local: local, peers: peersModel, peerKeys: live,
+                keys: [KeyID(1)!: key1, KeyID(2)!: key2], derive: KeyOperations.standard.derive)
         }
         let old = objects([KeyID(1)!])
         let both = objects([KeyID(1)!, KeyID(2)!])
         let oldRequests = XFRMDiff(desired: old, actualStates: [], actualPolicies: []).installRequests
-        let newRequests = XFRMDiff(desired: both, actualStates: old.states.values, actualPolicies: old.policies.values).installRequests
-        let floorRequests = hostPoliciesOnly ? newRequests.filter { if case .addState = $0 { false } else { true } } : newRequests
-        _ = floorClient.perform(hostPoliciesOnly ? oldRequests.filter { if case .addState = $0 { false } else { true } } : oldRequests)
-        QuietMachine.wait()  // as before each rotation: the timed batch starts on a quiet machine, not hot from the install
+        let newRequests = XFRMDiff(desired: both, actualStates: old.states.values, actualPolicies: old.policies.values)
+            .installRequests
+        let floorRequests =
+            hostPoliciesOnly ? newRequests.filter { if case .addState = $0 { false } else { true } } : newRequests
+        _ = floorClient.perform(
+            hostPoliciesOnly ? oldRequests.filter { if case .addState = $0 { false } else { true } } : oldRequests)
+        // As before each rotation: the timed batch starts on a quiet machine, not hot from the install.
+        QuietMachine.wait()
         let window = Self.monotonicSeconds()
         let t = clock.now
         let floorResults = floorClient.perform(floorRequests)

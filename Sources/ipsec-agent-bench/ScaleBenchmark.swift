@@ -33,7 +33,10 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Option(help: "Reconcile passes with nothing to repair per size; the median is reported.")
     var reconcilePasses = 5
 
-    @Option(help: "Rotations (each followed by its reclaim) per size, at least; medians are reported. Small sizes run more (rotationCount(peers:)).")
+    @Option(
+        help:
+            "Rotations (each followed by its reclaim) per size, at least; medians are reported. Small sizes run more (rotationCount(peers:))."
+    )
     var rotations = 5
 
     /// Rotations at `n` peers: at least `rotations`, and enough for ~20,000 peer-rotations, up to 21. A rotation
@@ -47,7 +50,10 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Flag(help: .hidden)
     var interleaveFloor = false
 
-    @Option(help: "Append every rotation's figures to this file, one line each: peers, rotation s, XFRM phase s, floor s (statistics across runs: scripts/rounds-stats).")
+    @Option(
+        help:
+            "Append every rotation's figures to this file, one line each: peers, rotation s, XFRM phase s, floor s (statistics across runs: scripts/rounds-stats)."
+    )
     var roundsOut: String?
 
     @Flag(help: "Keep the encrypt map in memory instead of a pinned BPF map.")
@@ -62,16 +68,22 @@ struct ScaleBenchmark: AsyncParsableCommand {
     @Option(help: "Most peers in one kernel batch (AgentController.Settings.batchPeersLimit).")
     var batchLimit = AgentController.Settings().batchPeersLimit
 
-    @Option(help: "How much larger each of the agent's kernel batches is than the one before (AgentController.Settings.batchGrowth).")
+    @Option(
+        help:
+            "How much larger each of the agent's kernel batches is than the one before (AgentController.Settings.batchGrowth)."
+    )
     var batchGrowth = AgentController.Settings().batchGrowth
 
-    @Flag(help: "Skip the agent-alone child (its column prints -): for pooled and A/B runs, which read only --rounds-out.")
+    @Flag(
+        help: "Skip the agent-alone child (its column prints -): for pooled and A/B runs, which read only --rounds-out."
+    )
     var skipAgentAlone = false
 
     @Flag(help: "Profiling: accept every request without a kernel, so the rotation shows the agent's own work alone.")
     var noKernel = false
 
-    @Flag(help: "Leave the kernel's policy hash thresholds at their defaults (the agent lowers them; xfrmPolicyHashing).")
+    @Flag(
+        help: "Leave the kernel's policy hash thresholds at their defaults (the agent lowers them; xfrmPolicyHashing).")
     var noPolicyHashing = false
 
     func run() async throws {
@@ -83,7 +95,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
             print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
             return
         }
-        print("peers | initial s | rotation s (CPU s) | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB | agent alone ms (/floor)")
+        print(
+            "peers | initial s | rotation s (CPU s) | = XFRM + advertise→BPF + rest ms | kernel busy s | floor s | rot/floor | XFRM/floor | reclaim s | reconcile ms (CPU ms) | of which reads ms | objects | scrape ms (dumps) | µs/peer rot | agent RSS MB | agent alone ms (/floor)"
+        )
         print("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---")
         for n in peers {
             // The floor is measured right before each rotation, while the child waits: both see the machine at the
@@ -91,7 +105,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
             var floors: [Double] = []
             var r = try runAgentChild(peers: n) { floors.append(try measureFloor(peers: n)) }
             guard floors.count == r.roundRotations.count, !floors.isEmpty else {
-                throw ValidationError("the agent child ran \(r.roundRotations.count) rotations for \(floors.count) floors")
+                throw ValidationError(
+                    "the agent child ran \(r.roundRotations.count) rotations for \(floors.count) floors")
             }
             r.floor = Self.median(floors)
             if let roundsOut { try Self.appendRounds(peers: n, r, floors: floors, to: roundsOut) }
@@ -101,35 +116,59 @@ struct ScaleBenchmark: AsyncParsableCommand {
             // once and the encrypt map in memory (no kernel; each batch still completes in a task, one hand-off per
             // batch). Beside the floor it tells how much of the 1.2× budget the agent's code takes before any
             // overlap with the kernel.
-            let alone: Double? = skipAgentAlone ? nil
+            let alone: Double? =
+                skipAgentAlone
+                ? nil
                 : noKernel ? r.rotation : try runAgentChild(peers: n, agentAlone: true) {}.rotation
             let aloneColumn = alone.map { String(format: "%.2f (%.2f)", $0 * 1000, $0 / r.floor) } ?? "-"
-            print(String(format: "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f | %@",
-                         n, r.initial, r.rotation, r.rotationCPU, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
-                         r.rotationRest * 1000, r.rotationKernel, r.floor, ratio, xfrmRatio,
-                         r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
-                         r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
-                         r.rotation / Double(n) * 1e6, r.peakRSS, aloneColumn))
+            print(
+                String(
+                    format:
+                        "%d | %.3f | %.3f (%.3f) | %.1f + %.1f + %.1f | %.3f | %.3f | %.2f | %.2f | %.3f | %.1f (%.1f) | %.1f + %.1f + %.1f | %d | %.2f (%d) | %.0f | %.1f | %@",
+                    n, r.initial, r.rotation, r.rotationCPU, r.rotationXFRM * 1000, r.rotationAdvertiseAndSwitch * 1000,
+                    r.rotationRest * 1000, r.rotationKernel, r.floor, ratio, xfrmRatio,
+                    r.reclaim, r.reconcile * 1000, r.reconcileCPU * 1000, r.policyDump * 1000, r.stateDump * 1000,
+                    r.mapRead * 1000, r.objects, r.scrape * 1000, r.scrapeDumps,
+                    r.rotation / Double(n) * 1e6, r.peakRSS, aloneColumn))
         }
         let counts = peers.map { "\(rotationCount(peers: $0))" }.joined(separator: " / ")
-        print("rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios")
+        print(
+            "rotation, its phases, kernel busy, reclaim and floor: medians of \(counts) rotations, each after its own floor run; rot/floor and XFRM/floor: medians of the per-rotation ratios"
+        )
         if let quiet = QuietMachine.drainSummary() {
-            print(String(format: "quiet: the floor's timed batch and each rotation%@ started on a quiet machine (two 25 ms windows with "
-                         + "under 10%% of a CPU busy): %d waits, median %.0f ms, longest %.0f ms, %d gave up at 1 s",
-                         skipAgentAlone ? "" : " (the agent-alone runs' too)", quiet.count, quiet.median * 1000, quiet.longest * 1000, quiet.gaveUp))
+            print(
+                String(
+                    format:
+                        "quiet: the floor's timed batch and each rotation%@ started on a quiet machine (two 25 ms windows with "
+                        + "under 10%% of a CPU busy): %d waits, median %.0f ms, longest %.0f ms, %d gave up at 1 s",
+                    skipAgentAlone ? "" : " (the agent-alone runs' too)", quiet.count, quiet.median * 1000,
+                    quiet.longest * 1000, quiet.gaveUp))
         }
-        print("reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)")
-        if !skipAgentAlone { print("agent alone: median rotation of a second child on the same machine, every kernel request accepted at once and the encrypt map in memory: the agent's own work, with no kernel (each batch completes in a task on Swift's pool: one hand-off per batch)") }
-        print(String(format: "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
-                     + "process before the agent starts: runtime and libraries)%@", baselineRSS,
-                     hostPoliciesOnly ? "; with --host-policies-only it also holds the simulated SAs" : ""))
+        print(
+            "reads: the kernel's policy dump + SA dump + BPF map read, each timed alone (every reconcile pass does all three)"
+        )
+        if !skipAgentAlone {
+            print(
+                "agent alone: median rotation of a second child on the same machine, every kernel request accepted at once and the encrypt map in memory: the agent's own work, with no kernel (each batch completes in a task on Swift's pool: one hand-off per batch)"
+            )
+        }
+        print(
+            String(
+                format:
+                    "agent RSS: peak of a process running only the agent controller for that size (%.1f MB of it is the "
+                    + "process before the agent starts: runtime and libraries)%@", baselineRSS,
+                hostPoliciesOnly ? "; with --host-policies-only it also holds the simulated SAs" : ""))
     }
 
     /// `--rounds-out`: one line per rotation (peers, rotation s, XFRM phase s, the floor measured before it, s).
     static func appendRounds(peers n: Int, _ r: Result, floors: [Double], to path: String) throws {
         let lines = zip(zip(r.roundRotations, r.roundXFRM), floors).map { "\(n) \($0.0) \($0.1) \($1)\n" }.joined()
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let file = FileHandle(forWritingAtPath: path) else { throw ValidationError("--rounds-out: cannot write \(path)") }
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        guard let file = FileHandle(forWritingAtPath: path) else {
+            throw ValidationError("--rounds-out: cannot write \(path)")
+        }
         defer { file.closeFile() }
         file.seekToEndOfFile()
         file.write(Data(lines.utf8))
@@ -150,14 +189,18 @@ struct ScaleBenchmark: AsyncParsableCommand {
     func runAgentChild(peers n: Int, agentAlone: Bool = false, beforeRotation: () throws -> Void) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        var arguments = ["scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)",
-                         "--rotations", "\(rotationCount(peers: n))"]
+        var arguments = [
+            "scale", "--agent-only", "--peers", "\(n)", "--reconcile-passes", "\(reconcilePasses)",
+            "--rotations", "\(rotationCount(peers: n))",
+        ]
         if noPolicyHashing { arguments.append("--no-policy-hashing") }
         if hostPoliciesOnly { arguments.append("--host-policies-only") }
         if memoryMap || agentAlone { arguments.append("--memory-map") }
         if noKernel || agentAlone { arguments.append("--no-kernel") }
-        arguments += ["--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)", "--batch-growth", "\(batchGrowth)",
-                      "--interleave-floor"]
+        arguments += [
+            "--first-batch", "\(firstBatch)", "--batch-limit", "\(batchLimit)", "--batch-growth", "\(batchGrowth)",
+            "--interleave-floor",
+        ]
         process.arguments = arguments
         let output = Pipe(), input = Pipe()
         process.standardOutput = output
@@ -194,10 +237,11 @@ struct ScaleBenchmark: AsyncParsableCommand {
     static func records(_ n: Int) -> [NodeRecord] {
         let key1 = BenchKeys.key(1)
         return (2...(n + 1)).map { i in
-            NodeRecord(name: "node-\(i)", nodeID: UInt16(i), ipv4: .v4(0x6440_0000 | UInt32(i)),
-                       podCIDRs: [IPPrefix(address: .v4(0x0A00_0000 | UInt32(i) << 8), length: 24)!],
-                       bootID: "bench-boot-\(i)", spi: KeyID(1), encryptSpi: KeyID(1),
-                       keyFingerprint: key1.fingerprint, xfrmRevision: 0, revision: 1)
+            NodeRecord(
+                name: "node-\(i)", nodeID: UInt16(i), ipv4: .v4(0x6440_0000 | UInt32(i)),
+                podCIDRs: [IPPrefix(address: .v4(0x0A00_0000 | UInt32(i) << 8), length: 24)!],
+                bootID: "bench-boot-\(i)", spi: KeyID(1), encryptSpi: KeyID(1),
+                keyFingerprint: key1.fingerprint, xfrmRevision: 0, revision: 1)
         }
     }
 
@@ -214,8 +258,10 @@ struct ScaleBenchmark: AsyncParsableCommand {
 
         let client = try XFRMClient(networkNamespacePath: nsAgent.path)
         let adapter = XFRMClientKernel(client: client)
-        if !noPolicyHashing { _ = try await adapter.hashPolicies(podCIDRs: Self.local.podCIDRs) }  // as `ipsec-agent run`
-        let kernel = TimingKernel(noKernel ? AcceptingKernel() : hostPoliciesOnly ? PoliciesOnlyKernel(adapter) as any XFRMKernel : adapter)
+        // As `ipsec-agent run` does.
+        if !noPolicyHashing { _ = try await adapter.hashPolicies(podCIDRs: Self.local.podCIDRs) }
+        let kernel = TimingKernel(
+            noKernel ? AcceptingKernel() : hostPoliciesOnly ? PoliciesOnlyKernel(adapter) as any XFRMKernel : adapter)
         let map: any EncryptMap = memoryMap ? InMemoryEncryptMap() : try BPFDatapath(pinDirectory: pins)
         let publisher = BenchPublisher()
         let local = Self.local
@@ -227,7 +273,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
         settings.batchGrowth = batchGrowth
         let controller = AgentController(
             local: local, kernel: kernel, encryptMap: map, publisher: publisher, keyOperations: .standard,
-            settings: settings, now: { clock.now - origin }, logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
+            settings: settings, now: { clock.now - origin },
+            logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
         let key1 = BenchKeys.key(1)
         var records = Self.records(n)
         Self.traceRSS("start")
@@ -265,7 +312,8 @@ struct ScaleBenchmark: AsyncParsableCommand {
             var rotation = Rotation(total: seconds(end - t), kernel: kernel.elapsed, cpu: cpu)
             let publishes = publisher.drain()
             guard let advertised = publishes.first(where: { $0.1.spi == newKey.id }),
-                  let switched = publishes.first(where: { $0.1.encryptSpi == newKey.id }) else {
+                let switched = publishes.first(where: { $0.1.encryptSpi == newKey.id })
+            else {
                 throw ValidationError("rotation to key \(newKey.id) published no advertisement or no switch")
             }
             rotation.xfrm = seconds(advertised.0 - t)
@@ -290,7 +338,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
             rotation.reclaim = seconds(clock.now - t)
             MemoryTuning.releaseFreeMemory()
             Self.traceRSS("reclaim \(round + 1)")
-            guard await controller.status().keysInUse == [newKey.id.rawValue] else { throw ValidationError("reclaim incomplete") }
+            guard await controller.status().keysInUse == [newKey.id.rawValue] else {
+                throw ValidationError("reclaim incomplete")
+            }
             rounds.append(rotation)
         }
         func median(_ value: (Rotation) -> Double) -> Double { Self.median(rounds.map(value)) }
@@ -316,7 +366,9 @@ struct ScaleBenchmark: AsyncParsableCommand {
             passes.append(seconds(clock.now - t))
             cpu.append(Self.processCPUSeconds() - cpuStart)
             MemoryTuning.releaseFreeMemory()
-            guard noKernel || report.totalRepairs == 0 else { throw ValidationError("reconcile repaired \(report.summary)") }
+            guard noKernel || report.totalRepairs == 0 else {
+                throw ValidationError("reconcile repaired \(report.summary)")
+            }
         }
         result.reconcile = Self.median(passes)
         result.reconcileCPU = Self.median(cpu)

@@ -26,7 +26,9 @@ final class TimingKernel: XFRMKernel {
     private let trace = Mutex<[String]>([])
 
     func flushTrace() {
-        let lines = trace.withLock { lines in defer { lines = [] }; return lines }
+        let lines = trace.withLock { lines in
+            defer { lines = [] }; return lines
+        }
         if !lines.isEmpty { FileHandle.standardError.write(Data(lines.map { $0 + "\n" }.joined().utf8)) }
     }
 

@@ -48,7 +48,9 @@ struct XFRMBenchmark: ParsableCommand {
         }
         let stateObjects = (0..<states).map(Self.state)
         let policyObjects = (0..<policies).map(Self.policy)
-        print("xfrm: \(states) SAs + \(policies) policies, fresh netns per tool, batches of \(XFRMClient.batchBytes / 1024) KiB")
+        print(
+            "xfrm: \(states) SAs + \(policies) policies, fresh netns per tool, batches of \(XFRMClient.batchBytes / 1024) KiB"
+        )
 
         // Warm-up, untimed: the first SA of a transform makes the kernel load its crypto modules (gcm, ghash,
         // aes …), which took seconds in the VM and would be charged to whichever tool ran first.
@@ -68,10 +70,12 @@ struct XFRMBenchmark: ParsableCommand {
         let dumpStatesTime = clock.measure { _ = try? swiftClient.states() }
         var deleteResults: [Result<Void, XFRMError>] = []
         let deleteTime = clock.measure {
-            deleteResults = swiftClient.perform(stateObjects.map { .deleteState($0.id) } + policyObjects.map { .deletePolicy($0.id) })
+            deleteResults = swiftClient.perform(
+                stateObjects.map { .deleteState($0.id) } + policyObjects.map { .deletePolicy($0.id) })
         }
         guard deleteResults.allSatisfy({ (try? $0.get()) != nil }), try swiftClient.policies().isEmpty,
-              try swiftClient.states().isEmpty else {
+            try swiftClient.states().isEmpty
+        else {
             throw ValidationError("XFRMClient could not delete what it installed")
         }
 
@@ -83,16 +87,23 @@ struct XFRMBenchmark: ParsableCommand {
 
         func line(_ what: String, _ count: Int, _ swift: Double, _ ip: Double) {
             guard count > 0 else { return }
-            print(String(format: "xfrm: %-8@ %6d  XFRMClient %8.3f s  ip -batch %8.3f s  ratio %.3f", what, count, swift, ip, swift / ip))
+            print(
+                String(
+                    format: "xfrm: %-8@ %6d  XFRMClient %8.3f s  ip -batch %8.3f s  ratio %.3f", what, count, swift, ip,
+                    swift / ip))
         }
         line("SAs", states, swiftStates, ipStates)
         line("policies", policies, swiftPolicies, ipPolicies)
         let swiftTotal = swiftStates + swiftPolicies, ipTotal = ipStates + ipPolicies
-        print(String(format: "xfrm: total XFRMClient %.3f s (%.0f objects/s), ip -batch %.3f s (%.0f objects/s)",
-                     swiftTotal, Double(states + policies) / swiftTotal, ipTotal, Double(states + policies) / ipTotal))
+        print(
+            String(
+                format: "xfrm: total XFRMClient %.3f s (%.0f objects/s), ip -batch %.3f s (%.0f objects/s)",
+                swiftTotal, Double(states + policies) / swiftTotal, ipTotal, Double(states + policies) / ipTotal))
         print(String(format: "xfrm: ratio XFRMClient / ip -batch = %.3f (target <= 0.5)", swiftTotal / ipTotal))
-        print(String(format: "xfrm: XFRMClient dump of %d policies %.3f s, of %d SAs %.3f s, delete all %.3f s",
-                     policies, Self.seconds(dumpTime), states, Self.seconds(dumpStatesTime), Self.seconds(deleteTime)))
+        print(
+            String(
+                format: "xfrm: XFRMClient dump of %d policies %.3f s, of %d SAs %.3f s, delete all %.3f s",
+                policies, Self.seconds(dumpTime), states, Self.seconds(dumpStatesTime), Self.seconds(deleteTime)))
     }
 
     /// Installs `requests` in one `perform`; returns seconds. Throws if any failed.
@@ -101,7 +112,9 @@ struct XFRMBenchmark: ParsableCommand {
         var results: [Result<Void, XFRMError>] = []
         let time = ContinuousClock().measure { results = client.perform(requests) }
         let failures = results.compactMap { if case .failure(let e) = $0 { e } else { nil } }
-        guard failures.isEmpty else { throw ValidationError("XFRMClient: \(failures.count) failed, first: \(failures[0])") }
+        guard failures.isEmpty else {
+            throw ValidationError("XFRMClient: \(failures.count) failed, first: \(failures[0])")
+        }
         return seconds(time)
     }
 
@@ -125,7 +138,8 @@ struct XFRMBenchmark: ParsableCommand {
         let key = SecretBytes((0..<20).map { UInt8(truncatingIfNeeded: index &* 31 &+ $0) })
         return XFRMState(
             source: .v4(0xC0A8_0001), destination: .v4(0x0A64_0000 | UInt32(index)), spi: UInt32(0x100 + index),
-            mode: .tunnel, reqid: 1, mark: XFRMMark(value: 0xD00, mask: 0xF00), outputMark: XFRMMark(value: 0xE00, mask: 0xF00),
+            mode: .tunnel, reqid: 1, mark: XFRMMark(value: 0xD00, mask: 0xF00),
+            outputMark: XFRMMark(value: 0xE00, mask: 0xF00),
             algorithm: .aead(name: "rfc4106(gcm(aes))", key: key, icvBits: 128), replayWindow: 1024, esn: true)
     }
 
@@ -133,18 +147,22 @@ struct XFRMBenchmark: ParsableCommand {
         let a = UInt32(index >> 8 & 0xFF), b = UInt32(index & 0xFF), c = UInt32(index >> 16 & 0xFF)
         let spi = UInt32(index % 15 + 1)
         return XFRMPolicy(
-            selector: XFRMSelector(source: IPPrefix(host: .v4(0x0A00_0000 | c << 16 | a << 8 | b)),
-                                   destination: IPPrefix(host: .v4(0x0AC8_0000 | c << 16 | a << 8 | b))),
+            selector: XFRMSelector(
+                source: IPPrefix(host: .v4(0x0A00_0000 | c << 16 | a << 8 | b)),
+                destination: IPPrefix(host: .v4(0x0AC8_0000 | c << 16 | a << 8 | b))),
             direction: .out, priority: 100, mark: XFRMMark(value: 0xE00 | spi << 12, mask: 0xFFFF_FF00),
             templates: [XFRMTemplate(source: .v4(0xC0A8_0001), destination: .v4(0xC0A8_0002), spi: spi, reqid: 1)])
     }
 
     static func ipLine(_ state: XFRMState) -> String {
-        guard case .aead(let name, let key, let icv) = state.algorithm, let mark = state.mark, let output = state.outputMark else {
+        guard case .aead(let name, let key, let icv) = state.algorithm, let mark = state.mark,
+            let output = state.outputMark
+        else {
             fatalError("benchmark states are AEAD with marks")
         }
         let hex = key.revealed.map { String(format: "%02x", $0) }.joined()
-        return "xfrm state add src \(state.source) dst \(state.destination) proto esp spi 0x\(String(state.spi, radix: 16))"
+        return
+            "xfrm state add src \(state.source) dst \(state.destination) proto esp spi 0x\(String(state.spi, radix: 16))"
             + " reqid \(state.reqid) mode tunnel replay-window \(state.replayWindow) flag esn"
             + " mark 0x\(String(mark.value, radix: 16)) mask 0x\(String(mark.mask, radix: 16))"
             + " output-mark 0x\(String(output.value, radix: 16)) mask 0x\(String(output.mask, radix: 16))"
@@ -153,7 +171,8 @@ struct XFRMBenchmark: ParsableCommand {
 
     static func ipLine(_ policy: XFRMPolicy) -> String {
         let t = policy.templates[0], mark = policy.mark!
-        return "xfrm policy add src \(policy.selector.source) dst \(policy.selector.destination) dir out priority \(policy.priority)"
+        return
+            "xfrm policy add src \(policy.selector.source) dst \(policy.selector.destination) dir out priority \(policy.priority)"
             + " mark 0x\(String(mark.value, radix: 16)) mask 0x\(String(mark.mask, radix: 16))"
             + " tmpl src \(t.source!) dst \(t.destination!) proto esp spi 0x\(String(t.spi, radix: 16)) reqid \(t.reqid) mode tunnel"
     }
@@ -165,7 +184,8 @@ struct XFRMBenchmark: ParsableCommand {
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw ValidationError("ip \(arguments.prefix(4).joined(separator: " ")) … exited \(process.terminationStatus)")
+            throw ValidationError(
+                "ip \(arguments.prefix(4).joined(separator: " ")) … exited \(process.terminationStatus)")
         }
     }
 

@@ -11,15 +11,19 @@ enum AdminClient {
         do {
             response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
         } catch {
-            throw ValidationError("cannot reach the agent's admin endpoint at \(address): \(error) (is `ipsec-agent run` up? see adminListen)")
+            throw ValidationError(
+                "cannot reach the agent's admin endpoint at \(address): \(error) (is `ipsec-agent run` up? see adminListen)"
+            )
         }
         let body = try await response.body.collect(upTo: 16 << 20)
         return (response.status.code, Data(buffer: body))
     }
 
     /// Fetches `path` and prints it: the JSON as served, or `text` of the decoded value.
-    static func show<T: Decodable>(_ path: String, admin: String?, config: String?, json: Bool, as type: T.Type,
-                                   text: (T) -> String) async throws {
+    static func show<T: Decodable>(
+        _ path: String, admin: String?, config: String?, json: Bool, as type: T.Type,
+        text: (T) -> String
+    ) async throws {
         let address = try address(admin: admin, config: config)
         let (code, body) = try await get(address, path)
         guard code == 200 else {

@@ -33,7 +33,9 @@ struct CleanupCommand: ParsableCommand {
             }
         }
         try BPFDatapath.removePins(pinDirectory: configuration.bpfPinDirectory)
-        print("removed \(policies.count) policies, \(states.count) states, the BPF program and pins under \(configuration.bpfPinDirectory)")
+        print(
+            "removed \(policies.count) policies, \(states.count) states, the BPF program and pins under \(configuration.bpfPinDirectory)"
+        )
         if !failures.isEmpty {
             throw ValidationError("some objects could not be removed:\n" + failures.joined(separator: "\n"))
         }

@@ -8,6 +8,9 @@ struct IPsecAgentCommand: AsyncParsableCommand {
         commandName: "ipsec-agent",
         abstract: "Keeps node-to-node IPsec encrypted through key rotation without dropping a packet.",
         version: version,
-        subcommands: [RunCommand.self, StatusCommand.self, TraceCommand.self, CleanupCommand.self, KeyCommand.self, RegistryCommand.self]
+        subcommands: [
+            RunCommand.self, StatusCommand.self, TraceCommand.self, CleanupCommand.self, KeyCommand.self,
+            RegistryCommand.self,
+        ]
     )
 }

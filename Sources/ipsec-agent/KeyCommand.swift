@@ -3,7 +3,7 @@ import IPsecPrimitives
 import Keys
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `ipsec-agent key`: make and check key files (docs/key-file.md).
@@ -67,7 +67,8 @@ struct KeyCommand: ParsableCommand {
                 KeyCommand.printError("error: \(error)")
                 throw ExitCode.failure
             }
-            let key = KeyGenerator.generate(id: id, algorithm: KeyGenerator.algorithm(algorithm.family, aesKeyBits: keyBits))
+            let key = KeyGenerator.generate(
+                id: id, algorithm: KeyGenerator.algorithm(algorithm.family, aesKeyBits: keyBits))
             guard let out else {
                 print(KeyFileWriter.line(for: key))
                 return
@@ -119,7 +120,8 @@ struct KeyCommand: ParsableCommand {
                     let current = try parser.load(path: previous).activeKey
                     let rotation = try KeyRotationRule.check(new: keyFile.activeKey, current: current)
                     if !rotation.isSuccessor {
-                        KeyCommand.printError("warning: \(rotation); the successor of \(current.id) is \(current.id.next)")
+                        KeyCommand.printError(
+                            "warning: \(rotation); the successor of \(current.id) is \(current.id.next)")
                     }
                     line += ", \(rotation)"
                 }
@@ -136,7 +138,8 @@ struct KeyCommand: ParsableCommand {
         let bits: String =
             switch key.algorithm {
             case .aesGCM(let keyBits, _): "\(keyBits)-bit key"
-            case .cbcHMAC(_, let authKeyBytes, let aesKeyBits): "\(aesKeyBits)-bit key + \(authKeyBytes * 8)-bit auth key"
+            case .cbcHMAC(_, let authKeyBytes, let aesKeyBits):
+                "\(aesKeyBits)-bit key + \(authKeyBytes * 8)-bit auth key"
             }
         return "spi \(key.id), \(key.algorithm.identifier), \(bits), fingerprint \(key.fingerprint)"
     }

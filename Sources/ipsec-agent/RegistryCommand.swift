@@ -14,7 +14,8 @@ struct RegistryCommand: AsyncParsableCommand {
     )
 
     struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the embedded registry server (HTTP/JSON, SQLite).")
+        static let configuration = CommandConfiguration(
+            abstract: "Run the embedded registry server (HTTP/JSON, SQLite).")
 
         @Option(help: "Address to listen on: HOST:PORT or [IPV6]:PORT.")
         var listen: String = "127.0.0.1:7470"
@@ -43,7 +44,9 @@ struct RegistryCommand: AsyncParsableCommand {
         @Flag(help: "Allow plain HTTP on a non-loopback address (anyone on the path sees credentials and records).")
         var insecure = false
 
-        @Option(name: .customLong("minimum-prefix-ipv4"), help: "Shortest IPv4 pod CIDR a node may claim (a default route is always refused).")
+        @Option(
+            name: .customLong("minimum-prefix-ipv4"),
+            help: "Shortest IPv4 pod CIDR a node may claim (a default route is always refused).")
         var minimumPrefixIPv4: Int = 16
 
         @Option(name: .customLong("minimum-prefix-ipv6"), help: "Shortest IPv6 pod CIDR a node may claim.")
@@ -53,28 +56,44 @@ struct RegistryCommand: AsyncParsableCommand {
             guard RegistryServer.parseListenAddress(listen) != nil else {
                 throw ValidationError("--listen: expected HOST:PORT or [IPV6]:PORT, got \"\(listen)\"")
             }
-            guard (1...86_400).contains(leaseTTL) else { throw ValidationError("--lease-ttl: expected 1…86400 seconds, got \(leaseTTL)") }
-            guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
-            guard clientCA == nil || tlsCert != nil else { throw ValidationError("--client-ca needs --tls-cert and --tls-key") }
-            if tlsCert == nil, !insecure, let address = ListenAddress(listen), !address.isLoopback {
-                throw ValidationError("--listen \(listen) is not a loopback address: serve TLS (--tls-cert, --tls-key; "
-                                      + "`ipsec-agent registry tls-init` makes them) or pass --insecure to accept plain HTTP")
+            guard (1...86_400).contains(leaseTTL) else {
+                throw ValidationError("--lease-ttl: expected 1…86400 seconds, got \(leaseTTL)")
             }
-            guard (1...32).contains(minimumPrefixIPv4) else { throw ValidationError("--minimum-prefix-ipv4: expected 1…32, got \(minimumPrefixIPv4)") }
-            guard (1...128).contains(minimumPrefixIPv6) else { throw ValidationError("--minimum-prefix-ipv6: expected 1…128, got \(minimumPrefixIPv6)") }
+            guard (tlsCert == nil) == (tlsKey == nil) else {
+                throw ValidationError("--tls-cert and --tls-key go together")
+            }
+            guard clientCA == nil || tlsCert != nil else {
+                throw ValidationError("--client-ca needs --tls-cert and --tls-key")
+            }
+            if tlsCert == nil, !insecure, let address = ListenAddress(listen), !address.isLoopback {
+                throw ValidationError(
+                    "--listen \(listen) is not a loopback address: serve TLS (--tls-cert, --tls-key; "
+                        + "`ipsec-agent registry tls-init` makes them) or pass --insecure to accept plain HTTP")
+            }
+            guard (1...32).contains(minimumPrefixIPv4) else {
+                throw ValidationError("--minimum-prefix-ipv4: expected 1…32, got \(minimumPrefixIPv4)")
+            }
+            guard (1...128).contains(minimumPrefixIPv6) else {
+                throw ValidationError("--minimum-prefix-ipv6: expected 1…128, got \(minimumPrefixIPv6)")
+            }
         }
 
         func run() async throws {
             let (host, port) = RegistryServer.parseListenAddress(listen)!
             let logger = Logger(label: "ipsec-agent.registry")
-            let credentials = try RegistryCredentials(secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
+            let credentials = try RegistryCredentials(
+                secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
             if let warning = credentials.warning { logger.warning("\(warning)") }
-            var configuration = RegistryServer.Configuration(host: host, port: port, dataDirectory: data, leaseTTL: .seconds(leaseTTL))
-            configuration.claims = ClaimPolicy(minimumIPv4PrefixLength: minimumPrefixIPv4, minimumIPv6PrefixLength: minimumPrefixIPv6)
+            var configuration = RegistryServer.Configuration(
+                host: host, port: port, dataDirectory: data, leaseTTL: .seconds(leaseTTL))
+            configuration.claims = ClaimPolicy(
+                minimumIPv4PrefixLength: minimumPrefixIPv4, minimumIPv6PrefixLength: minimumPrefixIPv6)
             if let tlsCert, let tlsKey {
                 configuration.tls = try RegistryTLS.server(certificate: tlsCert, key: tlsKey, clientCA: clientCA)
             } else if insecure, let address = ListenAddress(listen), !address.isLoopback {
-                logger.warning("serving plain HTTP on a non-loopback address (--insecure): credentials and records cross the network in the clear")
+                logger.warning(
+                    "serving plain HTTP on a non-loopback address (--insecure): credentials and records cross the network in the clear"
+                )
             }
             let server = RegistryServer(configuration: configuration, credentials: credentials)
             try await server.runUntilSignalled()
@@ -99,12 +118,14 @@ struct RegistryCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard node == RegistryCredentials.adminName || NodeRecord.isValidName(node) else {
-                throw ValidationError("--node: \"\(node)\" is not a DNS-like node name (or \(RegistryCredentials.adminName))")
+                throw ValidationError(
+                    "--node: \"\(node)\" is not a DNS-like node name (or \(RegistryCredentials.adminName))")
             }
         }
 
         func run() throws {
-            let credentials = try RegistryCredentials(secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
+            let credentials = try RegistryCredentials(
+                secretFile: secretFile, shared: insecureFilePermissions ? .warn : .refuse)
             if let warning = credentials.warning { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
             guard generation >= 0 else { throw ValidationError("--generation: expected 0 or more, got \(generation)") }
             print(credentials.credential(for: node, generation: generation))
@@ -145,15 +166,17 @@ struct RegistryCommand: AsyncParsableCommand {
             if FileManager.default.fileExists(atPath: caPath) {
                 let key = try SecretFile.read(path: caKeyPath, role: "CA key file").bytes
                 ca = try RegistryCertificateAuthority(
-                    certificatePEM: try String(contentsOfFile: caPath, encoding: .utf8), keyPEM: String(decoding: key, as: UTF8.self))
+                    certificatePEM: try String(contentsOfFile: caPath, encoding: .utf8),
+                    keyPEM: String(decoding: key, as: UTF8.self))
             } else {
                 ca = try RegistryCertificateAuthority()
                 try Self.write(caPath, try ca.certificatePEM, mode: 0o644)
                 try Self.write(caKeyPath, ca.keyPEM, mode: 0o600)
             }
             if !serverName.isEmpty {
-                let issued = try ca.issue(commonName: serverName[0], dnsNames: serverName.filter { IPAddress($0) == nil },
-                                          ipAddresses: serverName.compactMap { IPAddress($0) })
+                let issued = try ca.issue(
+                    commonName: serverName[0], dnsNames: serverName.filter { IPAddress($0) == nil },
+                    ipAddresses: serverName.compactMap { IPAddress($0) })
                 try Self.write("\(dir)/registry.pem", issued.certificatePEM, mode: 0o644)
                 try Self.write("\(dir)/registry-key.pem", issued.keyPEM, mode: 0o600)
             }
@@ -162,7 +185,9 @@ struct RegistryCommand: AsyncParsableCommand {
                 try Self.write("\(dir)/\(name).pem", issued.certificatePEM, mode: 0o644)
                 try Self.write("\(dir)/\(name)-key.pem", issued.keyPEM, mode: 0o600)
             }
-            print("wrote \(dir): ca.pem\(serverName.isEmpty ? "" : ", registry.pem")\(node.map { ", \($0).pem" }.joined())")
+            print(
+                "wrote \(dir): ca.pem\(serverName.isEmpty ? "" : ", registry.pem")\(node.map { ", \($0).pem" }.joined())"
+            )
         }
 
         /// Writes through a temporary file created with `mode`, then renames it into place.
@@ -170,7 +195,9 @@ struct RegistryCommand: AsyncParsableCommand {
             let temporary = path + ".tmp"
             unlink(temporary)
             let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-            guard fd >= 0 else { throw ValidationError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else {
+                throw ValidationError("cannot create \(temporary): \(String(cString: strerror(errno)))")
+            }
             let bytes = Array(text.utf8)
             let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
             close(fd)
@@ -202,15 +229,22 @@ struct RegistryCommand: AsyncParsableCommand {
         var node: String
 
         func run() async throws {
-            let credential = String(decoding: try SecretFile.read(path: adminCredentialFile, role: "admin credential file").bytes, as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            let pool = RegistryHTTPConnections(tls: try ca.map { try RegistryTLS.client(ca: $0, certificate: nil, key: nil) })
-            let client = EmbeddedRegistryClient(baseURL: url, nodeName: RegistryCredentials.adminName, credential: credential, connections: pool)
+            let credential = String(
+                decoding: try SecretFile.read(path: adminCredentialFile, role: "admin credential file").bytes,
+                as: UTF8.self
+            )
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+            let pool = RegistryHTTPConnections(
+                tls: try ca.map { try RegistryTLS.client(ca: $0, certificate: nil, key: nil) })
+            let client = EmbeddedRegistryClient(
+                baseURL: url, nodeName: RegistryCredentials.adminName, credential: credential, connections: pool)
             do {
                 let generation = try await client.revoke(name: node)
                 try? await pool.shutdown()
-                print("revoked the credentials of \(node); the registry now requires generation \(generation) or later:")
-                print("  ipsec-agent registry credential --secret-file SECRET --node \(node) --generation \(generation)")
+                print(
+                    "revoked the credentials of \(node); the registry now requires generation \(generation) or later:")
+                print(
+                    "  ipsec-agent registry credential --secret-file SECRET --node \(node) --generation \(generation)")
             } catch {
                 try? await pool.shutdown()
                 throw error

@@ -55,32 +55,39 @@ struct RunCommand: AsyncParsableCommand {
             // With a client certificate (mutual TLS) the certificate is the node's identity; otherwise the bearer.
             let credential: String
             if let path = configuration.credentialFile {
-                credential = try Self.readCredential(path, shared: insecureFilePermissions ? .warn : .refuse, logger: logger)
+                credential = try Self.readCredential(
+                    path, shared: insecureFilePermissions ? .warn : .refuse, logger: logger)
             } else if configuration.registryTLS?.certificate != nil {
                 credential = ""
             } else {
-                throw ValidationError("\(config): registry.credentialFile (or registry.tls.certificate) is required with the embedded registry")
+                throw ValidationError(
+                    "\(config): registry.credentialFile (or registry.tls.certificate) is required with the embedded registry"
+                )
             }
             let pool = RegistryHTTPConnections(tls: try Self.tls(configuration))
             connections = pool
-            registry = EmbeddedRegistryClient(baseURL: url, nodeName: configuration.nodeName, credential: credential,
-                                              connections: pool)
+            registry = EmbeddedRegistryClient(
+                baseURL: url, nodeName: configuration.nodeName, credential: credential,
+                connections: pool)
         case .etcd(let endpoints, let prefix):
             var etcd = EtcdConfiguration(endpoints: endpoints, prefix: prefix)
             etcd.tls = try Self.tls(configuration)
-            etcd.claims = ClaimPolicy(minimumIPv4PrefixLength: configuration.minimumPodPrefixIPv4,
-                                      minimumIPv6PrefixLength: configuration.minimumPodPrefixIPv6)
+            etcd.claims = ClaimPolicy(
+                minimumIPv4PrefixLength: configuration.minimumPodPrefixIPv4,
+                minimumIPv6PrefixLength: configuration.minimumPodPrefixIPv6)
             registry = try EtcdRegistry(configuration: etcd)
         }
 
         let handle = AgentHandle()
-        let daemon = AgentDaemon(configuration: configuration, registry: registry, handle: handle,
-                                 metricsFactory: telemetry, logger: logger)
+        let daemon = AgentDaemon(
+            configuration: configuration, registry: registry, handle: handle,
+            metricsFactory: telemetry, logger: logger)
         let admin = AdminServer(handle: handle, telemetry: telemetry, listen: listen, logger: logger).makeApplication()
         let escalation = ShutdownEscalation(logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: daemon), .init(service: admin)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: daemon), .init(service: admin)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -17,6 +17,8 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        try await AdminClient.show("/status", admin: admin, config: config, json: json, as: AgentStatus.self) { $0.text }
+        try await AdminClient.show("/status", admin: admin, config: config, json: json, as: AgentStatus.self) {
+            $0.text
+        }
     }
 }

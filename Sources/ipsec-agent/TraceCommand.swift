@@ -25,6 +25,8 @@ struct TraceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await AdminClient.show("/trace?to=\(to)", admin: admin, config: config, json: json, as: EgressTrace.self) { $0.text }
+        try await AdminClient.show("/trace?to=\(to)", admin: admin, config: config, json: json, as: EgressTrace.self) {
+            $0.text
+        }
     }
 }

@@ -85,7 +85,10 @@ struct KeyFileWatcherTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         try directory.writeInPlace("keys", Self.text(Self.keyA))
-        let watcher = try KeyFileWatcher(path: directory.file("keys"), configuration: .init(debounce: .milliseconds(20)))
+        // The completion timeout (the fallback for a writer that never closes) far above the pause, so that only
+        // waiting for the close can pass, however slowly a loaded machine runs the test.
+        let watcher = try KeyFileWatcher(
+            path: directory.file("keys"), configuration: .init(debounce: .milliseconds(20), completionTimeout: .seconds(60)))
         defer { watcher.stop() }
         let collector = EventCollector()
         collector.drain(watcher.events)
