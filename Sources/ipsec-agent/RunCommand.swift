@@ -10,6 +10,7 @@ import Registry
 import RegistryEtcd
 import RegistryServer
 import ServiceLifecycle
+import Synchronization
 
 /// `ipsec-agent run --config FILE`: the per-node daemon.
 struct RunCommand: AsyncParsableCommand {
@@ -48,8 +49,6 @@ struct RunCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(telemetry.catalogFactory)
 
         let registry: any NodeRegistry
-        // Shut down after the services stopped (an HTTP client must not be released while open).
-        var connections: RegistryHTTPConnections?
         switch configuration.registry {
         case .embedded(let url):
             // With a client certificate (mutual TLS) the certificate is the node's identity; otherwise the bearer.
@@ -64,8 +63,10 @@ struct RunCommand: AsyncParsableCommand {
                     "\(config): registry.credentialFile (or registry.tls.certificate) is required with the embedded registry"
                 )
             }
+            // Kept for the life of the process: an HTTP client must not be released while open, and shutting it
+            // down waits for its TLS connections to close (seconds), which a stopping agent need not do.
             let pool = RegistryHTTPConnections(tls: try Self.tls(configuration))
-            connections = pool
+            Self.processLifetimePools.withLock { $0.append(pool) }
             registry = EmbeddedRegistryClient(
                 baseURL: url, nodeName: configuration.nodeName, credential: credential,
                 connections: pool)
@@ -88,15 +89,11 @@ struct RunCommand: AsyncParsableCommand {
             configuration: .init(
                 services: [.init(service: daemon), .init(service: admin)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            try? await connections?.shutdown()
-            throw error
-        }
-        try? await connections?.shutdown()
+        try await group.run()
         withExtendedLifetime(escalation) {}
     }
+
+    static let processLifetimePools = Mutex<[RegistryHTTPConnections]>([])
 
     /// The client TLS configuration of `registry.tls` (nil: plain HTTP, or https with the system's roots).
     static func tls(_ configuration: AgentConfiguration) throws -> TLSConfiguration? {

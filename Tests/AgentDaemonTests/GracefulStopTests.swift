@@ -3,9 +3,9 @@ import TestSupport
 import Testing
 
 /// SIGTERM ends a running `ipsec-agent run` with exit status 0 (not by the 10 s escalation, which exits 1), in each
-/// phase an operator can stop it in; the time each stop took is printed (the 2 s target is measured, not
-/// asserted). The real binary, the embedded registry on loopback, a namespace of its own (the host kernel has no
-/// ESP; the agent has no peers here, so it installs no SA).
+/// phase an operator can stop it in, well within the 2 s an operator is promised (each stop's time is printed).
+/// The real binary, the embedded registry on loopback, a namespace of its own (the host kernel has no ESP; the
+/// agent has no peers here, so it installs no SA).
 @Suite(.serialized, .enabled(if: Privileges.canCreateNamespaces && AgentProcess.available, "needs root, ip netns and the built ipsec-agent"))
 struct GracefulStopTests {
     /// A node's files: secret, credential, key file, config; the registry and the agent as child processes.
@@ -14,8 +14,11 @@ struct GracefulStopTests {
         let namespace: NetworkNamespace
         let registryPort = Int.random(in: 20_000...40_000)
         var registry: AgentProcess?
+        /// Mutual TLS between agent and registry (certificates from `registry tls-init`).
+        let tls: Bool
 
-        init() throws {
+        init(tls: Bool = false) throws {
+            self.tls = tls
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("stop-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
             try FileManager.default.createDirectory(atPath: "\(directory)/keys", withIntermediateDirectories: true)
             namespace = try NetworkNamespace(prefix: "stop")
@@ -23,14 +26,18 @@ struct GracefulStopTests {
             try write("secret", secret)
             try write("credential", try Shell.run(AgentProcess.binary, "registry", "credential", "--secret-file", "\(directory)/secret", "--node", "n1"))
             try Shell.run(AgentProcess.binary, "key", "generate", "--spi", "1", "--out", "\(directory)/keys/keys")
+            if tls {
+                try Shell.run(AgentProcess.binary, "registry", "tls-init", "--dir", "\(directory)/tls", "--server-name", "127.0.0.1", "--node", "n1")
+            }
+            let tlsFiles = "{ca: \(directory)/tls/ca.pem, certificate: \(directory)/tls/n1.pem, key: \(directory)/tls/n1-key.pem}"
             try write("config.yaml", """
                 node: n1
                 underlay: 192.0.2.1
                 podCIDRs: [10.244.1.0/24]
                 keyFile: \(directory)/keys/keys
                 registry:
-                  embedded: http://127.0.0.1:\(registryPort)
-                  credentialFile: \(directory)/credential
+                  embedded: \(tls ? "https" : "http")://127.0.0.1:\(registryPort)
+                  \(tls ? "tls: \(tlsFiles)" : "credentialFile: \(directory)/credential")
                 bpfPinDirectory: /sys/fs/bpf/\(namespace.name)
                 networkNamespace: \(namespace.name)
                 adminListen: 127.0.0.1:\(registryPort + 1)
@@ -44,8 +51,10 @@ struct GracefulStopTests {
         }
 
         func startRegistry() async throws {
+            let tlsArguments = tls ? ["--tls-cert", "\(directory)/tls/registry.pem", "--tls-key", "\(directory)/tls/registry-key.pem",
+                                      "--client-ca", "\(directory)/tls/ca.pem"] : []
             let registry = try AgentProcess(["registry", "serve", "--listen", "127.0.0.1:\(registryPort)", "--data", "\(directory)/data",
-                                             "--secret-file", "\(directory)/secret"], log: "\(directory)/registry.log")
+                                             "--secret-file", "\(directory)/secret"] + tlsArguments, log: "\(directory)/registry.log")
             self.registry = registry
             #expect(try await registry.waitForLog("listening"), "\(registry.log)")
         }
@@ -68,6 +77,9 @@ struct GracefulStopTests {
         guard let stopped else { return }
         #expect(stopped.status == 0, "\(phase): exit status \(stopped.status)\n\(agent.log)", sourceLocation: sourceLocation)
         #expect(agent.log.contains("agent stopped"), "\(phase)\n\(agent.log)", sourceLocation: sourceLocation)
+        // The operator's contract is "within 2 s" (systemd's TimeoutStopSec counts on it); the bound is doubled for a
+        // loaded machine. It is a deadline, not a speed target: stops take milliseconds here.
+        #expect(stopped.seconds < 4, "\(phase): SIGTERM took \(stopped.seconds) s", sourceLocation: sourceLocation)
         print("graceful stop, \(phase): \(String(format: "%.3f", stopped.seconds)) s")
     }
 
@@ -86,6 +98,16 @@ struct GracefulStopTests {
         let agent = try node.startAgent()
         #expect(try await agent.waitForLog("rotation to key 1 complete"), "\(agent.log)")
         try await Self.expectCleanStop(agent, "registered, idle")
+    }
+
+    /// Over mutual TLS: the open TLS watch must not hold the stop (shutting its HTTP client down took 5 s).
+    @Test func registeredOverMutualTLS() async throws {
+        let node = try await offThePool { try Node(tls: true) }
+        defer { node.destroy() }
+        try await node.startRegistry()
+        let agent = try node.startAgent()
+        #expect(try await agent.waitForLog("rotation to key 1 complete"), "\(agent.log)")
+        try await Self.expectCleanStop(agent, "registered over mutual TLS")
     }
 
     @Test func registeredWithTheRegistryGone() async throws {
