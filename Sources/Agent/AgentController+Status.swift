@@ -38,7 +38,15 @@ extension AgentController {
                     secondsAgo: Self.seconds(t - $0.finishedAt), durationMillis: Self.seconds($0.duration) * 1000,
                     repairs: $0.summary, errors: $0.errors)
             },
-            lastError: lastError)
+            lastError: lastError, podMTU: podMTU, underlayMTU: settings.underlayMTU)
+    }
+
+    /// The pod MTU of the current key's SAs over this node's underlay (nil before a key is loaded).
+    public var podMTU: Int? {
+        currentKey.flatMap { keys[$0] }.map {
+            ESPTunnelMTU(underlayMTU: settings.underlayMTU, outerFamily: local.underlay.family, algorithm: $0.algorithm)
+                .podMTU
+        }
     }
 
     /// Ready: the first full programming and advertisement are done and XFRM programming currently succeeds.

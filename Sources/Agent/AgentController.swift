@@ -39,6 +39,8 @@ public actor AgentController {
         public var batchGrowth = 2
         /// What a peer record may claim; a record claiming more is refused (`PeerRecordScreen`).
         public var claims = ClaimPolicy()
+        /// The underlay interface's MTU: with the current key's algorithm it gives the pod MTU (`ESPTunnelMTU`).
+        public var underlayMTU = 1500
         public init() {}
     }
 

@@ -26,6 +26,11 @@ public struct AgentMetrics: Sendable {
         ).recordNanoseconds(duration.nanoseconds)
     }
 
+    /// The pod MTU of the current key's SAs (`ESPTunnelMTU`).
+    public func podMTU(_ bytes: Int) {
+        Gauge(label: "ipsec_pod_mtu_bytes", factory: factory).record(bytes)
+    }
+
     func setPhase(_ phase: RotationPhase) {
         Gauge(label: "ipsec_rotation_phase", factory: factory).record(phase.ordinal)
     }

@@ -35,6 +35,10 @@ public struct AgentStatus: Sendable, Codable, Equatable {
     public var peers: [PeerRow]
     public var lastReconcile: ReconcileSummary?
     public var lastError: String?
+    /// The largest inner packet the current key's SAs carry over the underlay (`ESPTunnelMTU`): the MTU pod
+    /// interfaces need. Nil before a key is loaded.
+    public var podMTU: Int?
+    public var underlayMTU: Int?
 
     /// A human-readable table.
     public var text: String {
@@ -50,6 +54,7 @@ public struct AgentStatus: Sendable, Codable, Equatable {
                 "last reconcile: \(String(format1: r.secondsAgo))s ago, \(String(format1: r.durationMillis)) ms, repairs: \(r.repairs), errors \(r.errors)\n"
         }
         if let e = lastError { out += "last error: \(e)\n" }
+        if let m = podMTU, let u = underlayMTU { out += "pod MTU: \(m) (ESP tunnel over a \(u)-byte underlay)\n" }
         out +=
             "\n" + ["PEER", "ID", "ADDRESS", "SPI", "ENCRYPT", "EGRESS", "IN-KEYS", "OUT-KEYS"].joined(separator: "\t")
             + "\n"

@@ -178,15 +178,9 @@ extension PairKey {
         case .aesGCM(_, let icvBits):
             return .aead(name: "rfc4106(gcm(aes))", key: encryptionKey, icvBits: icvBits)
         case .cbcHMAC(let hash, _, _):
-            let truncation =
-                switch hash {
-                case "sha1": 96
-                case "sha512": 256
-                default: 128
-                }
             return .authEncrypt(
                 authName: "hmac(\(hash))", authKey: authenticationKey ?? SecretBytes([]),
-                truncationBits: truncation, cryptName: "cbc(aes)", cryptKey: encryptionKey)
+                truncationBits: algorithm.truncationBits, cryptName: "cbc(aes)", cryptKey: encryptionKey)
         }
     }
 }

@@ -46,6 +46,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// The broadest pod CIDR a peer record may claim, per family (broader ones are refused; docs/registry.md).
     public var minimumPodPrefixIPv4: Int
     public var minimumPodPrefixIPv6: Int
+    /// The underlay interface's MTU, when set by hand; nil = read from the interface holding the underlay address.
+    public var underlayMTU: Int?
 
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
         public var file: String
@@ -69,6 +71,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         "node", "underlay", "podCIDRs", "keyFile", "registry", "interfaces", "bpfPinDirectory", "reconcileInterval",
         "rotationJitter", "rotationFallbackTimeout", "fallbackQuietWindow", "peerRemovalGrace", "adminListen",
         "networkNamespace", "bootIDFile", "xfrmPolicyHashing", "minimumPodPrefixIPv4", "minimumPodPrefixIPv6",
+        "underlayMTU",
     ]
     static let registryKeys: Set<String> = ["embedded", "etcd", "etcdPrefix", "credentialFile", "tls", "insecure"]
     static let tlsKeys: Set<String> = ["ca", "certificate", "key"]
@@ -193,7 +196,9 @@ public struct AgentConfiguration: Sendable, Equatable {
             bootIDFile: try reader.optionalString("bootIDFile") ?? "/proc/sys/kernel/random/boot_id",
             xfrmPolicyHashing: try reader.bool("xfrmPolicyHashing", default: true),
             minimumPodPrefixIPv4: try reader.integer("minimumPodPrefixIPv4", default: 16, in: 1...32),
-            minimumPodPrefixIPv6: try reader.integer("minimumPodPrefixIPv6", default: 48, in: 1...128))
+            minimumPodPrefixIPv6: try reader.integer("minimumPodPrefixIPv6", default: 48, in: 1...128),
+            underlayMTU: try reader.optionalString("underlayMTU") == nil
+                ? nil : try reader.integer("underlayMTU", default: 1500, in: 576...65535))
     }
 
     /// Settings that work but that an operator should hear about at start-up.

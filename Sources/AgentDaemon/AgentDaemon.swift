@@ -108,6 +108,7 @@ public struct AgentDaemon: Service {
             settings.fallbackTimeout = config.rotationFallbackTimeout
             settings.quietWindow = config.fallbackQuietWindow
             settings.peerRemovalGrace = config.peerRemovalGrace
+            settings.underlayMTU = self.underlayMTU()
             settings.claims = ClaimPolicy(
                 minimumIPv4PrefixLength: config.minimumPodPrefixIPv4,
                 minimumIPv6PrefixLength: config.minimumPodPrefixIPv6)
@@ -128,9 +129,18 @@ public struct AgentDaemon: Service {
             self.handle.update { $0.insecureKeyFile = { watcher.insecurePermissions } }
             group.addTask {
                 defer { watcher.stop() }
+                var checkedMTU: ESPTunnelMTU?
                 for await event in watcher.events {
                     switch event {
-                    case .key(let key): await controller.keyFileChanged(.success(key))
+                    case .key(let key):
+                        await controller.keyFileChanged(.success(key))
+                        let mtu = ESPTunnelMTU(
+                            underlayMTU: settings.underlayMTU, outerFamily: config.underlay.family,
+                            algorithm: key.algorithm)
+                        if mtu != checkedMTU {
+                            checkedMTU = mtu
+                            self.checkPodInterfaces(mtu)
+                        }
                     case .error(let error): await controller.keyFileChanged(.failure(error))
                     }
                     MemoryTuning.releaseFreeMemory()
@@ -187,6 +197,34 @@ public struct AgentDaemon: Service {
             }
             try await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// The configured `underlayMTU`, else the MTU of the interface holding the underlay address, else 1500.
+    private func underlayMTU() -> Int {
+        if let configured = configuration.underlayMTU { return configured }
+        if configuration.networkNamespace == nil, let name = LinkMTU.interface(holding: configuration.underlay),
+            let mtu = LinkMTU.mtu(of: name)
+        {
+            return mtu
+        }
+        logger.notice(
+            "underlay interface MTU unknown (no interface here holds the underlay address); assuming 1500 (set underlayMTU)",
+            metadata: ["underlay": "\(configuration.underlay)"])
+        return 1500
+    }
+
+    /// Logs the pod MTU for the key's algorithm, records it (`ipsec_pod_mtu_bytes`), and warns about each pod
+    /// interface whose MTU is larger: full-size packets from its pods would be refused with ICMP "fragmentation
+    /// needed" (path MTU discovery) instead of being encrypted, or dropped where ICMP is filtered.
+    private func checkPodInterfaces(_ mtu: ESPTunnelMTU) {
+        logger.info("ESP tunnel MTU", metadata: ["podMTU": "\(mtu.podMTU)", "arithmetic": "\(mtu)"])
+        AgentMetrics(factory: metricsFactory?.factory).podMTU(mtu.podMTU)
+        for interface in configuration.interfaces {
+            guard let have = LinkMTU.mtu(of: interface), have > mtu.podMTU else { continue }
+            logger.warning(
+                "pod interface MTU above the ESP tunnel MTU: set the pods' MTU (or their routes' mtu) to the pod MTU",
+                metadata: ["interface": "\(interface)", "mtu": "\(have)", "podMTU": "\(mtu.podMTU)"])
         }
     }
 

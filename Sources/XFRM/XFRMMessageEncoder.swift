@@ -49,7 +49,14 @@ enum XFRMMessageEncoder {
                 request: "", reason: "source \(state.source) and destination \(state.destination) differ in family")
         }
         var info = xfrm_usersa_info()
-        if let selector = state.selector { info.sel = try xfrm_selector(selector) }
+        // Without a selector the SA carries inner packets of either family (IPv4 pods in an IPv6 tunnel, and the
+        // reverse): XFRM_STATE_AF_UNSPEC keeps the kernel from giving the empty selector the SA's own family,
+        // which would match only inner packets of that family (the others fail: XfrmOutPolError).
+        if let selector = state.selector {
+            info.sel = try xfrm_selector(selector)
+        } else {
+            info.flags |= UInt8(XFRM_STATE_AF_UNSPEC)
+        }
         info.id.daddr = xfrm_address_t(state.destination)
         info.id.spi = state.spi.bigEndian
         info.id.proto = state.proto.rawValue
@@ -64,7 +71,7 @@ enum XFRMMessageEncoder {
                     request: "",
                     reason: "ESN replay window must be 1…\(XFRMA_REPLAY_ESN_MAX), got \(state.replayWindow)")
             }
-            info.flags = UInt8(XFRM_STATE_ESN)
+            info.flags |= UInt8(XFRM_STATE_ESN)
             info.replay_window = 0  // the window travels in XFRMA_REPLAY_ESN_VAL
         } else {
             guard state.replayWindow <= 32 else {

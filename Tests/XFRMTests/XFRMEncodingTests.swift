@@ -39,6 +39,8 @@ import Testing
             #expect(info.family == UInt16(AF_INET))
             #expect(info.mode == 1)
             #expect(info.flags & UInt8(XFRM_STATE_ESN) != 0)
+            #expect(info.flags & UInt8(XFRM_STATE_AF_UNSPEC) != 0, "no selector: inner packets of either family")
+            #expect(info.sel.family == 0)
             #expect(info.replay_window == 0, "with ESN the window travels in XFRMA_REPLAY_ESN_VAL")
             #expect(info.lft.hard_byte_limit == UInt64.max && info.lft.hard_packet_limit == UInt64.max)
         }
