@@ -38,14 +38,13 @@ extension AgentController {
                     secondsAgo: Self.seconds(t - $0.finishedAt), durationMillis: Self.seconds($0.duration) * 1000,
                     repairs: $0.summary, errors: $0.errors)
             },
-            lastError: lastError, podMTU: podMTU, underlayMTU: settings.underlayMTU)
+            lastError: lastError, podMTU: tunnelMTU?.podMTU, underlayMTU: settings.underlayMTU)
     }
 
-    /// The pod MTU of the current key's SAs over this node's underlay (nil before a key is loaded).
-    public var podMTU: Int? {
+    /// The ESP tunnel MTU of the current key's SAs over this node's underlay (nil before a key is loaded).
+    public var tunnelMTU: ESPTunnelMTU? {
         currentKey.flatMap { keys[$0] }.map {
             ESPTunnelMTU(underlayMTU: settings.underlayMTU, outerFamily: local.underlay.family, algorithm: $0.algorithm)
-                .podMTU
         }
     }
 

@@ -134,10 +134,8 @@ public struct AgentDaemon: Service {
                     switch event {
                     case .key(let key):
                         await controller.keyFileChanged(.success(key))
-                        let mtu = ESPTunnelMTU(
-                            underlayMTU: settings.underlayMTU, outerFamily: config.underlay.family,
-                            algorithm: key.algorithm)
-                        if mtu != checkedMTU {
+                        // The current key's (a refused key file leaves it as it was).
+                        if let mtu = await controller.tunnelMTU, mtu != checkedMTU {
                             checkedMTU = mtu
                             self.checkPodInterfaces(mtu)
                         }

@@ -27,12 +27,7 @@ public struct ESPTunnelMTU: Sendable, Hashable, CustomStringConvertible {
     public static let espHeaderBytes = 8
     /// 8 for AES-GCM (RFC 4106), 16 for AES-CBC.
     public var ivBytes: Int { algorithm.isAEAD ? 8 : 16 }
-    public var icvBytes: Int {
-        switch algorithm {
-        case .aesGCM(_, let icvBits): icvBits / 8
-        case .cbcHMAC: algorithm.truncationBits / 8
-        }
-    }
+    public var icvBytes: Int { algorithm.truncationBits / 8 }
     /// The encrypted part's alignment: the cipher's block (1 for GCM, 16 for CBC) rounded up to 4.
     public var alignment: Int { algorithm.isAEAD ? 4 : 16 }
 
@@ -43,7 +38,7 @@ public struct ESPTunnelMTU: Sendable, Hashable, CustomStringConvertible {
         return room / alignment * alignment - 2
     }
 
-    /// The arithmetic, as logs and `key check` print it.
+    /// The arithmetic, as the agent logs it.
     public var description: String {
         let family = outerFamily == .v4 ? "IPv4" : "IPv6"
         return
