@@ -101,7 +101,7 @@ final class MemoryKernel: XFRMKernel {
             Issue.record("promtool missing: run scripts/bootstrap")
             return
         }
-        let (code, output) = try Shell.status(["promtool", "check", "metrics"], input: metrics)
+        let (code, output) = try await Shell.status(["promtool", "check", "metrics"], input: metrics)
         #expect(code == 0, "promtool: \(output)")
     }
 }

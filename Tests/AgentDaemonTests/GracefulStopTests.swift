@@ -17,17 +17,17 @@ struct GracefulStopTests {
         /// Mutual TLS between agent and registry (certificates from `registry tls-init`).
         let tls: Bool
 
-        init(tls: Bool = false) throws {
+        init(tls: Bool = false) async throws {
             self.tls = tls
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("stop-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
             try FileManager.default.createDirectory(atPath: "\(directory)/keys", withIntermediateDirectories: true)
-            namespace = try NetworkNamespace(prefix: "stop")
+            namespace = try await NetworkNamespace.create(prefix: "stop")
             let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
             try write("secret", secret)
-            try write("credential", try Shell.run(AgentProcess.binary, "registry", "credential", "--secret-file", "\(directory)/secret", "--node", "n1"))
-            try Shell.run(AgentProcess.binary, "key", "generate", "--spi", "1", "--out", "\(directory)/keys/keys")
+            try write("credential", try await Shell.run(AgentProcess.binary, "registry", "credential", "--secret-file", "\(directory)/secret", "--node", "n1"))
+            try await Shell.run(AgentProcess.binary, "key", "generate", "--spi", "1", "--out", "\(directory)/keys/keys")
             if tls {
-                try Shell.run(AgentProcess.binary, "registry", "tls-init", "--dir", "\(directory)/tls", "--server-name", "127.0.0.1", "--node", "n1")
+                try await Shell.run(AgentProcess.binary, "registry", "tls-init", "--dir", "\(directory)/tls", "--server-name", "127.0.0.1", "--node", "n1")
             }
             let tlsFiles = "{ca: \(directory)/tls/ca.pem, certificate: \(directory)/tls/n1.pem, key: \(directory)/tls/n1-key.pem}"
             try write("config.yaml", """
@@ -66,7 +66,7 @@ struct GracefulStopTests {
         func destroy() {
             registry?.kill9()
             namespace.destroy()
-            _ = try? Shell.status(["rm", "-rf", "/sys/fs/bpf/\(namespace.name)", directory])
+            _ = try? Shell.blockingStatus(["rm", "-rf", "/sys/fs/bpf/\(namespace.name)", directory])
         }
     }
 
@@ -84,7 +84,7 @@ struct GracefulStopTests {
     }
 
     @Test func beforeRegistrationWithTheRegistryUnreachable() async throws {
-        let node = try await offThePool { try Node() }
+        let node = try await Node()
         defer { node.destroy() }
         let agent = try node.startAgent()
         #expect(try await agent.waitForLog("registry not reachable yet"), "\(agent.log)")
@@ -92,7 +92,7 @@ struct GracefulStopTests {
     }
 
     @Test func registeredAndIdle() async throws {
-        let node = try await offThePool { try Node() }
+        let node = try await Node()
         defer { node.destroy() }
         try await node.startRegistry()
         let agent = try node.startAgent()
@@ -102,7 +102,7 @@ struct GracefulStopTests {
 
     /// Over mutual TLS: the open TLS watch must not hold the stop (shutting its HTTP client down took 5 s).
     @Test func registeredOverMutualTLS() async throws {
-        let node = try await offThePool { try Node(tls: true) }
+        let node = try await Node(tls: true)
         defer { node.destroy() }
         try await node.startRegistry()
         let agent = try node.startAgent()
@@ -111,7 +111,7 @@ struct GracefulStopTests {
     }
 
     @Test func registeredWithTheRegistryGone() async throws {
-        let node = try await offThePool { try Node() }
+        let node = try await Node()
         defer { node.destroy() }
         try await node.startRegistry()
         let agent = try node.startAgent()
@@ -122,15 +122,13 @@ struct GracefulStopTests {
     }
 
     @Test func whileTheKeyFileIsBeingReplaced() async throws {
-        let node = try await offThePool { try Node() }
+        let node = try await Node()
         defer { node.destroy() }
         try await node.startRegistry()
         let agent = try node.startAgent()
         #expect(try await agent.waitForLog("rotation to key 1 complete"), "\(agent.log)")
         let directory = node.directory
-        _ = try await offThePool {
-            for id in 2...3 { try Shell.run(AgentProcess.binary, "key", "generate", "--spi", "\(id)", "--out", "\(directory)/key\(id)") }
-        }
+        for id in 2...3 { try await Shell.run(AgentProcess.binary, "key", "generate", "--spi", "\(id)", "--out", "\(directory)/key\(id)") }
         // Replace the key file by rename every few milliseconds, before, during and after the signal.
         let keys = try (2...3).map { try Data(contentsOf: URL(fileURLWithPath: "\(directory)/key\($0)")) }
         let churn = Task.detached {

@@ -33,7 +33,7 @@ struct HostReconcileTests {
                 let (before, after) = try await adapter.hashPolicies(podCIDRs: [IPPrefix("10.244.1.0/24")!])
                 #expect(before == .kernelDefault)
                 #expect(after.ipv4 == .init(local: 0, remote: 24) && after.ipv6 == before.ipv6)
-                #expect(try ns.run("ip", "-s", "-s", "xfrm", "policy", "count").contains("IPv4 thresholds: local 0 remote 24"))
+                #expect(try await ns.run("ip", "-s", "-s", "xfrm", "policy", "count").contains("IPv4 thresholds: local 0 remote 24"))
                 // Idempotent: a restarted agent finds them set.
                 let again = try await adapter.hashPolicies(podCIDRs: [IPPrefix("10.244.1.0/24")!])
                 #expect(again.before == again.after)
@@ -55,27 +55,27 @@ struct HostReconcileTests {
             await controller.keyFileChanged(.success(Self.key(1)))
             #expect(await controller.status().encryptKey == 1)
 
-            func kernelPolicies() throws -> [String] {
-                try ns.run("ip", "xfrm", "policy", "show").split(separator: "\n").filter { $0.hasPrefix("src") }.map(String.init)
+            func kernelPolicies() async throws -> [String] {
+                try await ns.run("ip", "xfrm", "policy", "show").split(separator: "\n").filter { $0.hasPrefix("src") }.map(String.init)
             }
             // 3 peers × (OUT + IN + FWD) + 2 drop policies, all in the kernel.
-            let programmed = try kernelPolicies()
+            let programmed = try await kernelPolicies()
             #expect(programmed.count == 11)
 
             // An operator wipes every policy, then someone else installs one of their own.
-            try ns.run("ip", "xfrm", "policy", "deleteall")
-            try ns.run("ip", "xfrm", "policy", "add", "src", "198.51.100.0/24", "dst", "198.51.100.0/24", "dir", "out",
+            try await ns.run("ip", "xfrm", "policy", "deleteall")
+            try await ns.run("ip", "xfrm", "policy", "add", "src", "198.51.100.0/24", "dst", "198.51.100.0/24", "dir", "out",
                        "priority", "10", "action", "block")
             let report = await controller.reconcile()
             #expect(report.repairs["policy"]?["add"] == 11)
             #expect(report.errors == 0)
-            let repaired = try kernelPolicies()
+            let repaired = try await kernelPolicies()
             #expect(repaired.count == 12)
             #expect(Set(programmed).isSubset(of: Set(repaired)))
             #expect(repaired.contains { $0.contains("198.51.100.0/24") })
             // Nothing left to do, and the foreign policy survives further passes.
             #expect(await controller.reconcile().totalRepairs == 0)
-            #expect(try kernelPolicies().contains { $0.contains("198.51.100.0/24") })
+            #expect(try await kernelPolicies().contains { $0.contains("198.51.100.0/24") })
         }
     }
 }

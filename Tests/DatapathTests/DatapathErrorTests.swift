@@ -39,7 +39,7 @@ struct DatapathErrorTests {
 
     @Test("a program the verifier rejects fails to load with the verifier's log",
           .enabled(if: FileManager.default.isExecutableFile(atPath: clang)))
-    func verifierRejection() throws {
+    func verifierRejection() async throws {
         // Reads packet data without a bounds check: the verifier must refuse it.
         let source = """
             #include <linux/bpf.h>
@@ -50,7 +50,7 @@ struct DatapathErrorTests {
             }
             char LICENSE[] SEC("license") = "GPL";
             """
-        let object = try Self.compile(source)
+        let object = try await Self.compile(source)
         try TestPinDirectory.with { pins in
             try FileManager.default.createDirectory(atPath: pins.path, withIntermediateDirectories: true)
             let error = #expect(throws: DatapathError.self) {
@@ -68,7 +68,7 @@ struct DatapathErrorTests {
 
     @Test("a pinned map with another definition is refused, naming the map",
           .enabled(if: FileManager.default.isExecutableFile(atPath: clang)))
-    func incompatiblePinnedMap() throws {
+    func incompatiblePinnedMap() async throws {
         // An older layout of peer_v4 (other key, value and capacity), pinned where the datapath looks.
         let source = """
             #include <linux/bpf.h>
@@ -88,7 +88,7 @@ struct DatapathErrorTests {
             }
             char LICENSE[] SEC("license") = "GPL";
             """
-        let object = try Self.compile(source)
+        let object = try await Self.compile(source)
         try TestPinDirectory.with { pins in
             try FileManager.default.createDirectory(atPath: pins.path, withIntermediateDirectories: true)
             let error = #expect(throws: DatapathError.self) {
@@ -108,14 +108,14 @@ struct DatapathErrorTests {
     }
 
     /// Compiles a BPF C source with the toolchain's clang, as the build plugin does.
-    static func compile(_ source: String) throws -> [UInt8] {
+    static func compile(_ source: String) async throws -> [UInt8] {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ipsa-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let sourcePath = directory.appendingPathComponent("program.c").path
         let objectPath = directory.appendingPathComponent("program.o").path
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
-        try Shell.run(clang, "-target", "bpf", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c", sourcePath, "-o", objectPath)
+        try await Shell.run(clang, "-target", "bpf", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c", sourcePath, "-o", objectPath)
         return try [UInt8](Data(contentsOf: URL(fileURLWithPath: objectPath)))
     }
 

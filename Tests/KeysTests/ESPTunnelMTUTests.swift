@@ -57,41 +57,41 @@ struct RealKernelESPTunnelMTUTests {
     ]
 
     @Test(arguments: cases, [IPAddress.Family.v4, .v6])
-    func theKernelAgreesWithThePodMTU(_ c: Case, _ family: IPAddress.Family) throws {
-        let left = try NetworkNamespace(prefix: "mtu-l")
+    func theKernelAgreesWithThePodMTU(_ c: Case, _ family: IPAddress.Family) async throws {
+        let left = try await NetworkNamespace.create(prefix: "mtu-l")
         defer { left.destroy() }
-        let right = try NetworkNamespace(prefix: "mtu-r")
+        let right = try await NetworkNamespace.create(prefix: "mtu-r")
         defer { right.destroy() }
         let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
         let (l, r, plen) = family == .v4 ? ("10.98.0.1", "10.98.0.2", "24") : ("fd98::1", "fd98::2", "64")
-        try Shell.run("ip", "link", "add", "ml\(suffix)", "type", "veth", "peer", "name", "mr\(suffix)")
-        try Shell.run("ip", "link", "set", "ml\(suffix)", "netns", left.name)
-        try Shell.run("ip", "link", "set", "mr\(suffix)", "netns", right.name)
+        try await Shell.run("ip", "link", "add", "ml\(suffix)", "type", "veth", "peer", "name", "mr\(suffix)")
+        try await Shell.run("ip", "link", "set", "ml\(suffix)", "netns", left.name)
+        try await Shell.run("ip", "link", "set", "mr\(suffix)", "netns", right.name)
         for (ns, dev, address) in [(left, "ml\(suffix)", l), (right, "mr\(suffix)", r)] {
-            try Shell.run("ip", "-n", ns.name, "addr", "add", "\(address)/\(plen)", "dev", dev, "nodad")
-            try Shell.run("ip", "-n", ns.name, "link", "set", dev, "up")
+            try await Shell.run("ip", "-n", ns.name, "addr", "add", "\(address)/\(plen)", "dev", dev, "nodad")
+            try await Shell.run("ip", "-n", ns.name, "link", "set", dev, "up")
         }
         for ns in [left, right] {
             for (src, dst, spi) in [(l, r, "0x101"), (r, l, "0x202")] {
-                try Shell.run(["ip", "-n", ns.name, "xfrm", "state", "add", "src", src, "dst", dst, "proto", "esp", "spi", spi,
+                try await Shell.run(["ip", "-n", ns.name, "xfrm", "state", "add", "src", src, "dst", dst, "proto", "esp", "spi", spi,
                                "reqid", "7", "mode", "tunnel", "replay-window", "1024", "flag", "esn"] + c.arguments)
             }
         }
         for (ns, me, peer) in [(left, l, r), (right, r, l)] {
             for (dir, src, dst) in [("out", me, peer), ("in", peer, me)] {
-                try Shell.run("ip", "-n", ns.name, "xfrm", "policy", "add", "src", src, "dst", dst, "dir", dir,
+                try await Shell.run("ip", "-n", ns.name, "xfrm", "policy", "add", "src", src, "dst", dst, "dir", dir,
                               "tmpl", "src", src, "dst", dst, "proto", "esp", "reqid", "7", "mode", "tunnel")
             }
         }
         let mtu = ESPTunnelMTU(underlayMTU: 1500, outerFamily: family, algorithm: c.algorithm).podMTU
         let headers = family == .v4 ? 28 : 48  // inner IP header + ICMP echo header
-        func ping(_ size: Int) throws -> (Int32, String) {
-            try Shell.status(["ip", "netns", "exec", left.name, "ping", family == .v4 ? "-4" : "-6", "-c", "1", "-W", "2",
+        func ping(_ size: Int) async throws -> (Int32, String) {
+            try await Shell.status(["ip", "netns", "exec", left.name, "ping", family == .v4 ? "-4" : "-6", "-c", "1", "-W", "2",
                               "-M", "do", "-s", "\(size - headers)", r])
         }
-        let (fits, fitsOutput) = try ping(mtu)
+        let (fits, fitsOutput) = try await ping(mtu)
         #expect(fits == 0, "a \(mtu)-byte packet must pass: \(fitsOutput)")
-        let (over, overOutput) = try ping(mtu + 1)
+        let (over, overOutput) = try await ping(mtu + 1)
         #expect(over != 0, "a \(mtu + 1)-byte packet must be refused")
         // ping prints it as "mtu=1446" (IPv4) or "mtu: 1426" (IPv6).
         #expect(overOutput.contains("mtu=\(mtu)") || overOutput.contains("mtu: \(mtu)"),

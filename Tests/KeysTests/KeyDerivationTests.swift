@@ -75,7 +75,7 @@ struct KeyDerivationTests {
         }
     }
 
-    static let pythonHasCryptography: Bool = (try? Shell.status(["python3", "-c", "import cryptography"]).0) == 0
+    static let pythonHasCryptography: Bool = (try? Shell.blockingStatus(["python3", "-c", "import cryptography"]).0) == 0
 
     /// The reference: the construction of docs/key-file.md written with Python's `cryptography`.
     static let pythonReference = """
@@ -92,7 +92,7 @@ struct KeyDerivationTests {
         """
 
     @Test(.enabled(if: pythonHasCryptography, "python3 with the cryptography package"))
-    func matchesIndependentImplementation() throws {
+    func matchesIndependentImplementation() async throws {
         let addresses = [Self.v4a, Self.v4b, Self.v6a, IPAddress("192.168.7.200")!]
         for round in 0..<6 {
             let id = KeyID(Int.random(in: 1...15))!
@@ -105,7 +105,7 @@ struct KeyDerivationTests {
             var components = [(key.encryptionKey, pair.encryptionKey, 1)]
             if let auth = key.authenticationKey, let derived = pair.authenticationKey { components.append((auth, derived, 2)) }
             for (input, derived, purpose) in components {
-                let output = try Shell.run([
+                let output = try await Shell.run([
                     "python3", "-c", Self.pythonReference, KeyFixtures.hex(input.revealed), String(purpose), String(id.rawValue),
                     key.algorithm.identifier, source.description, destination.description, sourceBoot, destinationBoot,
                 ])

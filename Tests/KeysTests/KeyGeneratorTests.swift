@@ -58,26 +58,26 @@ struct KeyGeneratorTests {
     }()
 
     @Test(.enabled(if: binary != nil, "needs .build/debug/ipsec-agent (swift build)"))
-    func commandLineGenerateThenCheck() throws {
+    func commandLineGenerateThenCheck() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let binary = try #require(Self.binary)
         let current = directory.file("current"), next = directory.file("next")
-        try Shell.run(binary, "key", "generate", "--spi", "15", "--algorithm", "aead", "--out", current)
-        try Shell.run(binary, "key", "generate", "--spi", "15", "--out", next)
-        try Shell.run(binary, "key", "generate", "--out", next)  // follows the file's active key: 15 → 1
-        let check = try Shell.run(binary, "key", "check", next, "--previous", current)
+        try await Shell.run(binary, "key", "generate", "--spi", "15", "--algorithm", "aead", "--out", current)
+        try await Shell.run(binary, "key", "generate", "--spi", "15", "--out", next)
+        try await Shell.run(binary, "key", "generate", "--out", next)  // follows the file's active key: 15 → 1
+        let check = try await Shell.run(binary, "key", "check", next, "--previous", current)
         let key = try KeyFileParser().load(path: next).activeKey
         #expect(key.id == KeyID(1)!)
         #expect(check == "spi 1, rfc4106(gcm(aes)) icv=128, 256-bit key, fingerprint \(key.fingerprint), rotation 15 → 1\n")
         #expect(!KeyFixtures.leaks(check, KeyFixtures.hex(key.encryptionKey.revealed)))
 
-        let (sameStatus, sameOutput) = try Shell.status([binary, "key", "check", current, "--previous", current])
+        let (sameStatus, sameOutput) = try await Shell.status([binary, "key", "check", current, "--previous", current])
         #expect(sameStatus == 1)
         #expect(sameOutput.contains("same SPI 15"))
 
         try directory.writeInPlace("bad", "3 rfc4106(gcm(aes)) 00 128\n")
-        let (badStatus, badOutput) = try Shell.status([binary, "key", "check", directory.file("bad")])
+        let (badStatus, badOutput) = try await Shell.status([binary, "key", "check", directory.file("bad")])
         #expect(badStatus == 1)
         #expect(badOutput == "error: \(directory.file("bad")):1: aead key: expected 20, 28 or 36 bytes (AES-128/192/256 key + 4-byte salt), got 1 bytes\n")
     }

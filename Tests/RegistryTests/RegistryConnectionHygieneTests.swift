@@ -3,6 +3,7 @@ import IPsecPrimitives
 import Registry
 import RegistryServer
 import Testing
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,8 +56,12 @@ import Glibc
         Self.raiseOpenFileLimit()
         try await TestRegistryServer.with(idleTimeout: .seconds(4)) { server in
             // 2,000 sockets from one host (127.0.0.2): idle, and half a request head.
-            let idle = (0..<1000).compactMap { _ in Self.connect(server.port) }
-            let halfOpen = (0..<1000).compactMap { _ in Self.connect(server.port, sending: "GET /v1/nodes HTTP/1.1\r\nHost: x\r\n") }
+            // Blocking connects (a full accept queue makes connect wait for SYN retries): on a thread of their own.
+            let port = server.port
+            let idle = try await offThePool { (0..<1000).compactMap { _ in Self.connect(port) } }
+            let halfOpen = try await offThePool {
+                (0..<1000).compactMap { _ in Self.connect(port, sending: "GET /v1/nodes HTTP/1.1\r\nHost: x\r\n") }
+            }
             defer { (idle + halfOpen).forEach { close($0) } }
             #expect(idle.count == 1000 && halfOpen.count == 1000)
             // A legitimate client (another address) is served while they are held.
@@ -77,7 +82,7 @@ import Glibc
             let event = try await events.next()
             if case .put(let record, _)? = event { #expect(record.name == "node-a") } else { Issue.record("watch cut: \(String(describing: event))") }
             // Every idle and half-open socket was closed by the server (refused, or after the idle timeout).
-            let closed = (idle + halfOpen).filter { Self.closedByServer($0, within: .seconds(6)) }.count
+            let closed = try await offThePool { (idle + halfOpen).filter { Self.closedByServer($0, within: .seconds(6)) }.count }
             #expect(closed == idle.count + halfOpen.count)
         }
     }

@@ -6,10 +6,10 @@ import TestSupport
 struct RealKernelRigTests {
     @Test func kernelAcceptsESPStates() async throws {
         try await NetworkNamespace.with(prefix: "rig") { ns in
-            try ns.run("ip", "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp",
+            try await ns.run("ip", "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp",
                        "spi", "0x101", "mode", "tunnel", "aead", "rfc4106(gcm(aes))",
                        "0x0102030405060708090a0b0c0d0e0f1011121314", "128")
-            let out = try ns.run("ip", "xfrm", "state")
+            let out = try await ns.run("ip", "xfrm", "state")
             #expect(out.contains("spi 0x00000101"))
             #expect(out.contains("rfc4106(gcm(aes))"))
         }
@@ -18,12 +18,12 @@ struct RealKernelRigTests {
     @Test func vethPairsCanJoinTwoNamespaces() async throws {
         try await NetworkNamespace.with(prefix: "rig-a") { a in
             try await NetworkNamespace.with(prefix: "rig-b") { b in
-                try Shell.run("ip", "link", "add", "rv0", "netns", a.name, "type", "veth", "peer", "name", "rv1", "netns", b.name)
-                try a.run("ip", "addr", "add", "198.51.100.1/24", "dev", "rv0")
-                try b.run("ip", "addr", "add", "198.51.100.2/24", "dev", "rv1")
-                try a.run("ip", "link", "set", "rv0", "up")
-                try b.run("ip", "link", "set", "rv1", "up")
-                let out = try a.run("ping", "-c", "2", "-i", "0.2", "-W", "5", "198.51.100.2")
+                try await Shell.run("ip", "link", "add", "rv0", "netns", a.name, "type", "veth", "peer", "name", "rv1", "netns", b.name)
+                try await a.run("ip", "addr", "add", "198.51.100.1/24", "dev", "rv0")
+                try await b.run("ip", "addr", "add", "198.51.100.2/24", "dev", "rv1")
+                try await a.run("ip", "link", "set", "rv0", "up")
+                try await b.run("ip", "link", "set", "rv1", "up")
+                let out = try await a.run("ping", "-c", "2", "-i", "0.2", "-W", "5", "198.51.100.2")
                 #expect(out.contains("2 received"))
             }
         }
@@ -35,7 +35,7 @@ struct RealKernelRigTests {
 struct HostKernelFactsTests {
     @Test func hostKernelRejectsESPOrHasIt() async throws {
         try await NetworkNamespace.with(prefix: "host-esp") { ns in
-            let (status, out) = try Shell.status(["ip", "netns", "exec", ns.name, "ip", "xfrm", "state", "add",
+            let (status, out) = try await Shell.status(["ip", "netns", "exec", ns.name, "ip", "xfrm", "state", "add",
                 "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi", "0x101", "mode", "tunnel",
                 "aead", "rfc4106(gcm(aes))", "0x0102030405060708090a0b0c0d0e0f1011121314", "128"])
             // Either the kernel lacks ESP (this machine) and says so, or it has it and the state exists.
@@ -44,7 +44,7 @@ struct HostKernelFactsTests {
                 // "Requested AEAD algorithm not found", depending on which check fires first.
                 #expect(out.contains("Requested") && out.contains("not found"))
             } else {
-                #expect(try ns.run("ip", "xfrm", "state").contains("0x00000101"))
+                #expect(try await ns.run("ip", "xfrm", "state").contains("0x00000101"))
             }
         }
     }

@@ -48,7 +48,7 @@ import Testing
 
 @Suite struct ExpositionTests {
     /// Every metric of the catalog, touched once, validated by promtool (Debian's prometheus package).
-    @Test func exportedFamiliesPassPromtool() throws {
+    @Test func exportedFamiliesPassPromtool() async throws {
         let registry = PrometheusCollectorRegistry()
         let factory = CatalogMetricsFactory(registry: registry)
         let stat = Mutex(XFRMStatisticsTests.sample)
@@ -68,7 +68,7 @@ import Testing
             Issue.record("promtool missing: run scripts/bootstrap")
             return
         }
-        let (status, output) = try Shell.status(["promtool", "check", "metrics"], input: text)
+        let (status, output) = try await Shell.status(["promtool", "check", "metrics"], input: text)
         #expect(status == 0, "promtool: \(output)")
     }
 
@@ -82,7 +82,7 @@ import Testing
 }
 
 @Suite struct AlertRulesTests {
-    @Test func alertRulesPassPromtoolAndUseExportedNames() throws {
+    @Test func alertRulesPassPromtoolAndUseExportedNames() async throws {
         let path = #filePath.replacingOccurrences(of: "Tests/TelemetryTests/TelemetryTests.swift", with: "docs/alerts.yml")
         let rules = try String(contentsOfFile: path, encoding: .utf8)
         // Every metric an alert reads is one the agent exports.
@@ -93,7 +93,7 @@ import Testing
             Issue.record("promtool missing: run scripts/bootstrap")
             return
         }
-        let (status, output) = try Shell.status(["promtool", "check", "rules", path])
+        let (status, output) = try await Shell.status(["promtool", "check", "rules", path])
         #expect(status == 0, "promtool: \(output)")
         #expect(output.contains("SUCCESS: 7 rules found"))
     }

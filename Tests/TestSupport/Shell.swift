@@ -1,6 +1,8 @@
 import Foundation
 
-/// Runs external commands (ip, tc, promtool …) for tests.
+/// Runs external commands (ip, tc, promtool …) for tests, each on a thread of its own: waiting for a child
+/// (a ping, a compiler, the agent binary) must not hold one of the cooperative pool's two threads, or every
+/// other test's server and client stall with it and time out.
 public enum Shell {
     public struct Failure: Error, CustomStringConvertible {
         public let command: [String]
@@ -11,19 +13,24 @@ public enum Shell {
 
     /// Runs `args` (looked up on PATH), returns stdout+stderr; throws `Failure` on a non-zero exit.
     @discardableResult
-    public static func run(_ args: String..., input: String? = nil) throws -> String {
-        try run(args, input: input)
+    public static func run(_ args: String..., input: String? = nil) async throws -> String {
+        try await run(args, input: input)
     }
 
     @discardableResult
-    public static func run(_ args: [String], input: String? = nil) throws -> String {
-        let (status, output) = try status(args, input: input)
+    public static func run(_ args: [String], input: String? = nil) async throws -> String {
+        let (status, output) = try await status(args, input: input)
         guard status == 0 else { throw Failure(command: args, status: status, output: output) }
         return output
     }
 
     /// Runs `args` and returns the exit status and combined output, without throwing on failure.
-    public static func status(_ args: [String], input: String? = nil) throws -> (Int32, String) {
+    public static func status(_ args: [String], input: String? = nil) async throws -> (Int32, String) {
+        try await offThePool { try blockingStatus(args, input: input) }
+    }
+
+    /// `status`, blocking the calling thread: only for a thread that is not the cooperative pool's.
+    public static func blockingStatus(_ args: [String], input: String? = nil) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = args

@@ -25,7 +25,7 @@ struct RealKernelXFRMTests {
             #expect(try client.state(resumed.id)?.outboundSequence == (1 << 32) + 12_345)
             #expect(try client.state(fresh.id)?.outboundSequence == 0)
             // iproute2 reads the same replay state: oseq and oseq_hi.
-            let text = try Shell.run("ip", "-n", namespace.name, "-s", "xfrm", "state", "show")
+            let text = try await Shell.run("ip", "-n", namespace.name, "-s", "xfrm", "state", "show")
             #expect(text.contains("oseq 0x3039") || text.contains("oseq 0x00003039"), "\(text)")
         }
     }
@@ -47,7 +47,7 @@ struct RealKernelXFRMTests {
             #expect(withoutCounters(fetched) == cbc)
             #expect(fetched.algorithm == cbc.algorithm, "keys read back byte for byte")
 
-            let text = try Shell.run("ip", "-n", namespace.name, "xfrm", "state", "show")
+            let text = try await Shell.run("ip", "-n", namespace.name, "xfrm", "state", "show")
             #expect(text.contains("src 192.168.10.1 dst 192.168.10.2"))
             #expect(text.contains("proto esp spi 0x00001234 reqid 1 mode tunnel"))
             #expect(text.contains("aead rfc4106(gcm(aes)) 0xa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3 128"))
@@ -76,12 +76,12 @@ struct RealKernelXFRMTests {
 
     @Test func statesInstalledByIproute2AreDumpedWithTheirFields() async throws {
         try await NetworkNamespace.with(prefix: "xfrm-vm") { namespace in
-            try Shell.run("ip", "-n", namespace.name, "xfrm", "state", "add", "src", "10.5.0.1", "dst", "10.5.0.2",
+            try await Shell.run("ip", "-n", namespace.name, "xfrm", "state", "add", "src", "10.5.0.1", "dst", "10.5.0.2",
                           "proto", "esp", "spi", "0x4242", "reqid", "9", "mode", "tunnel", "replay-window", "1024", "flag", "esn",
                           "mark", "0x3e00", "mask", "0xff00", "output-mark", "0xe00", "mask", "0xf00",
                           "aead", "rfc4106(gcm(aes))", "0x000102030405060708090a0b0c0d0e0f10111213", "128")
             // An AH SA is foreign to the value types: dumps leave it out.
-            try Shell.run("ip", "-n", namespace.name, "xfrm", "state", "add", "src", "10.5.0.1", "dst", "10.5.0.3",
+            try await Shell.run("ip", "-n", namespace.name, "xfrm", "state", "add", "src", "10.5.0.1", "dst", "10.5.0.3",
                           "proto", "ah", "spi", "0x4343", "mode", "tunnel",
                           "auth", "hmac(sha256)", "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
             let client = try XFRMClient(networkNamespacePath: namespace.path)
@@ -103,18 +103,18 @@ struct RealKernelXFRMTests {
     /// the SAs' packet counters (from the client's dump) prove the packets went through ESP.
     @Test(arguments: Transform.allCases)
     func pingPassesThroughESPInstalledByTheClient(_ transform: Transform) async throws {
-        let left = try NetworkNamespace(prefix: "xfrm-l")
+        let left = try await NetworkNamespace.create(prefix: "xfrm-l")
         defer { left.destroy() }
-        let right = try NetworkNamespace(prefix: "xfrm-r")
+        let right = try await NetworkNamespace.create(prefix: "xfrm-r")
         defer { right.destroy() }
         let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
-        try Shell.run("ip", "link", "add", "xl\(suffix)", "type", "veth", "peer", "name", "xr\(suffix)")
-        try Shell.run("ip", "link", "set", "xl\(suffix)", "netns", left.name)
-        try Shell.run("ip", "link", "set", "xr\(suffix)", "netns", right.name)
-        try Shell.run("ip", "-n", left.name, "addr", "add", "10.99.0.1/24", "dev", "xl\(suffix)")
-        try Shell.run("ip", "-n", right.name, "addr", "add", "10.99.0.2/24", "dev", "xr\(suffix)")
-        try Shell.run("ip", "-n", left.name, "link", "set", "xl\(suffix)", "up")
-        try Shell.run("ip", "-n", right.name, "link", "set", "xr\(suffix)", "up")
+        try await Shell.run("ip", "link", "add", "xl\(suffix)", "type", "veth", "peer", "name", "xr\(suffix)")
+        try await Shell.run("ip", "link", "set", "xl\(suffix)", "netns", left.name)
+        try await Shell.run("ip", "link", "set", "xr\(suffix)", "netns", right.name)
+        try await Shell.run("ip", "-n", left.name, "addr", "add", "10.99.0.1/24", "dev", "xl\(suffix)")
+        try await Shell.run("ip", "-n", right.name, "addr", "add", "10.99.0.2/24", "dev", "xr\(suffix)")
+        try await Shell.run("ip", "-n", left.name, "link", "set", "xl\(suffix)", "up")
+        try await Shell.run("ip", "-n", right.name, "link", "set", "xr\(suffix)", "up")
 
         let l = XFRMFixtures.address("10.99.0.1"), r = XFRMFixtures.address("10.99.0.2")
         func sa(_ source: IPAddress, _ destination: IPAddress, spi: UInt32) -> XFRMState {
@@ -138,13 +138,13 @@ struct RealKernelXFRMTests {
         // Policies without SAs: the kernel must refuse to send in plaintext (negative control).
         #expect(leftClient.perform(policies(local: l, peer: r, outSPI: 0x1001, inSPI: 0x2002)).allSatisfy { (try? $0.get()) != nil })
         #expect(rightClient.perform(policies(local: r, peer: l, outSPI: 0x2002, inSPI: 0x1001)).allSatisfy { (try? $0.get()) != nil })
-        let (blocked, _) = try Shell.status(["ip", "netns", "exec", left.name, "ping", "-c", "1", "-W", "1", "10.99.0.2"])
+        let (blocked, _) = try await Shell.status(["ip", "netns", "exec", left.name, "ping", "-c", "1", "-W", "1", "10.99.0.2"])
         #expect(blocked != 0, "with OUT policies and no SA, ping must not pass")
 
         for client in [leftClient, rightClient] {
             #expect(client.perform([.addState(toRight), .addState(toLeft)]).allSatisfy { (try? $0.get()) != nil })
         }
-        let output = try Shell.run("ip", "netns", "exec", left.name, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.99.0.2")
+        let output = try await Shell.run("ip", "netns", "exec", left.name, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.99.0.2")
         #expect(output.contains("3 received"))
 
         let leftStates = try leftClient.states(), rightStates = try rightClient.states()

@@ -7,10 +7,10 @@ import Testing
 /// The client against the host kernel's policy database, each test in a fresh network namespace.
 @Suite(.enabled(if: Privileges.canCreateNamespaces), .serialized)
 struct XFRMClientPolicyTests {
-    private func withClient(_ body: (XFRMClient, NetworkNamespace) throws -> Void) async throws {
+    private func withClient(_ body: (XFRMClient, NetworkNamespace) async throws -> Void) async throws {
         try await NetworkNamespace.with(prefix: "xfrm-test") { namespace in
             let client = try XFRMClient(networkNamespacePath: namespace.path)
-            try body(client, namespace)
+            try await body(client, namespace)
         }
     }
 
@@ -47,11 +47,11 @@ struct XFRMClientPolicyTests {
             let wanted = XFRMPolicyHashThresholds(ipv4: .init(local: 0, remote: 24), ipv6: .init(local: 0, remote: 64))
             try client.setPolicyHashThresholds(wanted)
             #expect(try client.policyHashThresholds() == wanted)
-            let text = try Shell.run("ip", "-n", namespace.name, "-s", "-s", "xfrm", "policy", "count")
+            let text = try await Shell.run("ip", "-n", namespace.name, "-s", "-s", "xfrm", "policy", "count")
             #expect(text.contains("IPv4 thresholds: local 0 remote 24"))
             #expect(text.contains("IPv6 thresholds: local 0 remote 64"))
             // Set by iproute2, read by the client.
-            try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "set", "hthresh4", "16", "20")
+            try await Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "set", "hthresh4", "16", "20")
             #expect(try client.policyHashThresholds().ipv4 == .init(local: 16, remote: 20))
             // Out of range: the kernel's refusal, nothing changed.
             let bad = XFRMPolicyHashThresholds(ipv4: .init(local: 0, remote: 33), ipv6: wanted.ipv6)
@@ -66,7 +66,7 @@ struct XFRMClientPolicyTests {
                 selector: XFRMSelector(source: XFRMFixtures.prefix("0.0.0.0/0"), destination: XFRMFixtures.prefix("10.0.0.0/8")),
                 direction: .out, priority: 4_000, action: .block, mark: XFRMMark(value: 0xE00, mask: 0xF00))
             try client.add(block)
-            let text = try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "show")
+            let text = try await Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "show")
             #expect(text.contains("src 0.0.0.0/0 dst 10.0.0.0/8"))
             #expect(text.contains("dir out action block priority 4000"))
             #expect(text.contains("mark 0xe00/0xf00"))
@@ -81,7 +81,7 @@ struct XFRMClientPolicyTests {
                 templates: [XFRMTemplate(source: XFRMFixtures.address("fd00::1"), destination: XFRMFixtures.address("fd00::2"),
                                          spi: 0x2A, reqid: 7, mode: .tunnel)])
             try client.add(policy)
-            let text = try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "show")
+            let text = try await Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "show")
             #expect(text.contains("src fd00:a::/64 dst fd00:b::/64"))
             #expect(text.contains("dir in priority 50"))
             #expect(text.contains("mark 0xd00/0xf00"))
@@ -92,10 +92,10 @@ struct XFRMClientPolicyTests {
 
     @Test func policiesInstalledByIproute2AreDumpedWithTheirFields() async throws {
         try await withClient { client, namespace in
-            try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "add", "src", "10.1.0.0/16", "dst", "10.2.0.0/16",
+            try await Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "add", "src", "10.1.0.0/16", "dst", "10.2.0.0/16",
                           "proto", "tcp", "dport", "443", "dir", "fwd", "priority", "7", "mark", "0x5", "mask", "0xf",
                           "tmpl", "src", "1.1.1.1", "dst", "2.2.2.2", "proto", "esp", "spi", "0x33", "reqid", "5", "mode", "tunnel")
-            try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "add", "src", "fd00::/8", "dst", "fd00::/8",
+            try await Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "add", "src", "fd00::/8", "dst", "fd00::/8",
                           "dir", "out", "action", "block")
             let policies = try client.policies()
             #expect(policies.count == 2)
@@ -128,14 +128,14 @@ struct XFRMClientPolicyTests {
             #expect(before == after)
             #expect(before != UInt64(target.st_ino))
             try client.add(XFRMFixtures.outPolicy(1))
-            let inside = try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "show")
+            let inside = try await Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "show")
             #expect(inside.contains("src 10.0.0.1/32 dst 10.200.0.1/32"))
         }
     }
 
     @Test func dumpsLeaveOutPoliciesTheValueTypesCannotRepresent() async throws {
         try await withClient { client, namespace in
-            try Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "add", "src", "10.9.0.0/16", "dst", "10.8.0.0/16",
+            try await Shell.run("ip", "-n", namespace.name, "xfrm", "policy", "add", "src", "10.9.0.0/16", "dst", "10.8.0.0/16",
                           "dir", "out", "tmpl", "src", "1.1.1.1", "dst", "2.2.2.2", "proto", "esp", "mode", "beet")
             try client.add(XFRMFixtures.outPolicy(5))
             let policies = try client.policies()
