@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // ipsec-agent: keeps node-to-node IPsec encrypted through key rotation without dropping a packet.
 import PackageDescription
 
@@ -155,6 +155,7 @@ let package = Package(
                 "XFRM", "Registry", "RegistryServer", "RegistryEtcd", "Agent", "AgentDaemon", "Keys", "Datapath",
                 "IPsecPrimitives", .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
 
@@ -198,3 +199,15 @@ let package = Package(
         ),
     ]
 )
+
+// Strict settings for every Swift target of ours, as hummingbird has them: existential types are spelled
+// `any P` (a bare protocol type is an error, not a warning), and a module's members are visible only in files
+// that import it. (Swift 6 mode already checks concurrency strictly.) The C targets take no Swift settings.
+for target in package.targets where [.regular, .executable, .test].contains(target.type) {
+    guard !["CNetlink", "CBPF"].contains(target.name) else { continue }
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .enableUpcomingFeature("ExistentialAny"),
+        .treatWarning("ExistentialAny", as: .error),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ]
+}

@@ -16,6 +16,7 @@ import XFRM
 /// with a virtual clock and in-memory fakes. All effects go through `XFRMKernel`, `EncryptMap` and
 /// `RecordPublisher`.
 public actor AgentController {
+    /// The controller's timing and batching knobs (configuration.md); the defaults are production values.
     public struct Settings: Sendable {
         /// After advertising, a peer that never acknowledges has its old SAs reclaimed after this long…
         public var fallbackTimeout: Duration = .seconds(300)

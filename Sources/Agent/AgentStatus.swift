@@ -1,5 +1,6 @@
 /// The agent's state as `ipsec-agent status` shows it (also its JSON form). Never contains key material.
 public struct AgentStatus: Sendable, Codable, Equatable {
+    /// One peer in `ipsec-agent status`: what it advertises and which key this node sends it with.
     public struct PeerRow: Sendable, Codable, Equatable {
         public var name: String
         public var nodeID: UInt16
@@ -15,6 +16,7 @@ public struct AgentStatus: Sendable, Codable, Equatable {
         public var departing: Bool
     }
 
+    /// The last reconcile pass: when, how long, what it repaired and how many kernel errors it met.
     public struct ReconcileSummary: Sendable, Codable, Equatable {
         public var secondsAgo: Double
         public var durationMillis: Double

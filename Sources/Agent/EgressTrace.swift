@@ -5,6 +5,7 @@ import XFRM
 /// `ipsec-agent trace --to IP`: how a packet from a local pod to `destination` leaves this node, step by step,
 /// read from the live BPF map and the kernel (not from the agent's intentions).
 public struct EgressTrace: Sendable, Codable, Equatable {
+    /// One stage of the egress path with what was found there and whether it is as it should be.
     public struct Step: Sendable, Codable, Equatable {
         public var stage: String
         public var detail: String

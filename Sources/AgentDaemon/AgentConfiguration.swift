@@ -5,6 +5,7 @@ import Yams
 /// `ipsec-agent run --config FILE`: one YAML file per node. docs/configuration.md has a complete commented
 /// example. Unknown keys and bad values are errors at start-up naming the line.
 public struct AgentConfiguration: Sendable, Equatable {
+    /// Which registry the agent uses: the embedded one, or etcd.
     public enum Registry: Sendable, Equatable {
         /// The embedded registry's base URL (`ipsec-agent registry serve`).
         case embedded(url: String)
@@ -49,6 +50,7 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// The underlay interface's MTU, when set by hand; nil = read from the interface holding the underlay address.
     public var underlayMTU: Int?
 
+    /// A configuration problem, naming the file, the line when known, and the field.
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
         public var file: String
         public var line: Int?

@@ -48,6 +48,7 @@ public struct EndpointURL: Sendable, Hashable, CustomStringConvertible {
     public var isLoopback: Bool { ListenAddress(host: host, port: port ?? 0).isLoopback }
 }
 
+/// Why a URL or listen address was refused, in words an operator can act on.
 public struct EndpointURLError: Error, Sendable, Equatable, CustomStringConvertible {
     public var problem: String
     public var description: String { problem }

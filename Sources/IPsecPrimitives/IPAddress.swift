@@ -9,6 +9,7 @@ public enum IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
     case v4(UInt32)
     case v6(UInt128)
 
+    /// IPv4 or IPv6: SAs, policies and BPF map entries are kept per family.
     public enum Family: Sendable, Hashable { case v4, v6 }
 
     public var family: Family {

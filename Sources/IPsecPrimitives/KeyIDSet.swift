@@ -57,6 +57,7 @@ public struct KeyIDSet: SetAlgebra, Hashable, Sendable, Sequence, ExpressibleByA
     public mutating func formSymmetricDifference(_ other: KeyIDSet) { bits ^= other.bits }
     public mutating func subtract(_ other: KeyIDSet) { bits &= ~other.bits }
 
+    /// Walks the members in ascending raw value.
     public struct Iterator: IteratorProtocol {
         var remaining: UInt16
         public mutating func next() -> KeyID? {

@@ -4,6 +4,7 @@
 /// it can act as its owner. With `.warnIfShared` an accessible file is read anyway and the caller gets the
 /// warning to log; the default refuses it. Messages name the file and its mode, never its content.
 public enum SecretFile {
+    /// What to do with a secret file that group or others can read: refuse it (default) or only warn.
     public enum SharedPolicy: Sendable { case refuse, warn }
 
     /// Reads `path`; `role` names the file in messages ("cluster secret file", "registry credential file").
@@ -28,6 +29,7 @@ public enum SecretFile {
     }
 }
 
+/// Why a secret file could not be read; names the file and its mode or type, never its content.
 public struct SecretFileError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String
     public init(description: String) { self.description = description }

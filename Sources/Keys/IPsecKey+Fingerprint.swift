@@ -1,4 +1,5 @@
 import CLibcrypto
+import IPsecPrimitives
 
 extension IPsecKey {
     /// Domain-separation label of the fingerprint (version 1).

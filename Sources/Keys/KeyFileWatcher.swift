@@ -16,6 +16,7 @@
     /// ending the iteration of `events`, or releasing the watcher) wakes that thread, which closes its
     /// descriptors, finishes `events` and exits; nothing ever waits for it.
     public final class KeyFileWatcher: Sendable {
+        /// Debounce and jitter of the watcher: how long a file must be quiet before it is read.
         public struct Configuration: Sendable {
             /// Quiet time after the last relevant event before the file is read.
             public var debounce: Duration

@@ -1,3 +1,4 @@
+import IPsecPrimitives
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)

@@ -84,6 +84,7 @@ public struct ClaimPolicy: Sendable, Hashable {
 
 /// Why a record's claims were refused; `message` names the field, the prefix or address and the other node.
 public struct ClaimConflict: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The label of `ipsec_peer_records_rejected_total{reason}` for each kind of refused claim.
     public enum Reason: String, Sendable, Hashable {
         case prefixTooShort = "prefix_too_short"
         case podCIDROverlap = "pod_cidr_overlap"

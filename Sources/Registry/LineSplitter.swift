@@ -7,6 +7,7 @@ public struct LineSplitter: Sendable {
     public let maxLineBytes: Int
     private var buffer = ByteBuffer()
 
+    /// A stream line exceeded the limit: the stream is broken or hostile, and is dropped rather than buffered.
     public struct LineTooLong: Error, CustomStringConvertible {
         public let limit: Int
         public var description: String { "stream line longer than \(limit) bytes" }

@@ -9,6 +9,7 @@
 /// The actual wait is the backoff shortened by a random fraction of at most `jitter`, so nodes that lost the
 /// registry together do not reconnect in lockstep.
 public struct ReconnectStateMachine: Sendable, Hashable {
+    /// Backoff bounds and jitter of the reconnect loop.
     public struct Configuration: Sendable, Hashable {
         public var minBackoff: Duration
         public var maxBackoff: Duration
@@ -24,6 +25,7 @@ public struct ReconnectStateMachine: Sendable, Hashable {
         }
     }
 
+    /// Where the reconnect loop is: idle, waiting out a backoff, connecting, or connected.
     public enum State: Sendable, Hashable {
         /// Not started.
         case idle
@@ -35,6 +37,7 @@ public struct ReconnectStateMachine: Sendable, Hashable {
         case active(since: Duration)
     }
 
+    /// What the caller should do next, answered for each reported event.
     public enum Action: Sendable, Hashable {
         /// Start a connection attempt now (then report `connecting`).
         case connect

@@ -13,6 +13,7 @@ import Logging
 /// state becomes `.unreachable`. After reconnecting, the fresh list is authoritative (a peer deleted
 /// during the outage disappears then).
 public actor RegistryClient {
+    /// Whether the client is listed and watching, as `ipsec-agent status` and the `ipsec_registry_connected` gauge show it.
     public enum ConnectionState: Sendable, Hashable, CustomStringConvertible {
         /// Before the first session succeeded.
         case connecting
@@ -30,6 +31,7 @@ public actor RegistryClient {
         }
     }
 
+    /// What the client yields to the agent: the peer set after each change, and connection state changes.
     public enum Update: Sendable, Hashable {
         /// The full peer set (every live record except this node's own), after each change.
         case peers([String: NodeRecord])
@@ -335,9 +337,11 @@ public actor RegistryClient {
     /// O(N²) per rotation. It reads `updates`: a client feeds one consumer of either, not both.
     public nonisolated var views: Views { Views(client: self) }
 
+    /// `updates` coalesced: a consumer that falls behind gets the latest peer set, not every intermediate one.
     public struct Views: AsyncSequence {
         let client: RegistryClient
 
+        /// Yields the latest view each time the consumer asks.
         public struct AsyncIterator: AsyncIteratorProtocol {
             var updates: AsyncStream<Update>.Iterator
             let client: RegistryClient

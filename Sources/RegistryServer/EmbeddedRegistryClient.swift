@@ -89,8 +89,21 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
         return try decode(RegistryWire.RevokeResponse.self, data).generation
     }
 
+    /// Admin: revokes one client certificate of `name`, by the SHA-256 of its DER
+    /// (`RegistryCertificateAuthority.sha256(ofDER:)`); other certificates of the node keep working.
+    public func revokeCertificate(sha256: String, of name: String) async throws {
+        let body = try JSONEncoder().encode(RegistryWire.RevokeCertificate(sha256: sha256))
+        let data = try await send(
+            .POST, "/v1/nodes/\(try pathComponent(name))/revoke-certificate", body: body, timeout: requestTimeout)
+        guard try decode(RegistryWire.RevokeCertificate.self, data).sha256 == sha256 else {
+            throw RegistryError.unavailable("\(baseURL) answered the revocation of another certificate")
+        }
+    }
+
     public func heartbeat(name: String) async throws {
-        _ = try await send(.POST, "/v1/nodes/\(try pathComponent(name))/heartbeat", timeout: requestTimeout)
+        // From the same sequence as writes: larger than the record's and every earlier heartbeat's.
+        let path = "/v1/nodes/\(try pathComponent(name))/heartbeat?sequence=\(sequence.next(after: 0))"
+        _ = try await send(.POST, path, timeout: requestTimeout)
     }
 
     public func list() async throws -> RegistrySnapshot {

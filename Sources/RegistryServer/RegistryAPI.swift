@@ -42,6 +42,9 @@ struct RegistryAPI: Sendable {
         }
         router.delete("v1/nodes/:name") { request, context in await answer { try await delete(request, context) } }
         router.post("v1/nodes/:name/revoke") { request, context in await answer { try await revoke(request, context) } }
+        router.post("v1/nodes/:name/revoke-certificate") { request, context in
+            await answer { try await revokeCertificate(request, context) }
+        }
         router.get("v1/watch") { request, context in await answer { try await watch(request, context) } }
         return router
     }
@@ -86,7 +89,14 @@ struct RegistryAPI: Sendable {
     private func heartbeat(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
         try await requireNode(named: name, request, context)
-        try await store.heartbeat(name: name)
+        guard let text = request.uri.queryParameters.get("sequence"), let sequence = Int64(text), sequence > 0 else {
+            throw Failure(
+                status: .badRequest,
+                message:
+                    "sequence: a positive integer larger than the last write's is required (e.g. the time in milliseconds)"
+            )
+        }
+        try await store.heartbeat(name: name, sequence: sequence)
         return Response(status: .noContent)
     }
 
@@ -110,6 +120,31 @@ struct RegistryAPI: Sendable {
         guard NodeRecord.isValidName(name) else { throw Failure(status: .badRequest, message: "name: not a node name") }
         let generation = try await store.revoke(name: name)
         return try json(.ok, RegistryWire.RevokeResponse(name: name, generation: generation))
+    }
+
+    /// Admin: revokes one client certificate of the node, by the SHA-256 of its DER.
+    private func revokeCertificate(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        guard case .admin = try await authenticate(request, context) else {
+            throw Failure(status: .forbidden, message: "only the admin credential may revoke certificates")
+        }
+        guard NodeRecord.isValidName(name) else { throw Failure(status: .badRequest, message: "name: not a node name") }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw Failure(status: .contentTooLarge, message: "body exceeds \(maxBodyBytes) bytes")
+        }
+        guard
+            let wanted = try? JSONDecoder().decode(
+                RegistryWire.RevokeCertificate.self, from: Data(body.readableBytesView)),
+            wanted.sha256.count == 64, wanted.sha256.allSatisfy({ $0.isHexDigit && !$0.isUppercase })
+        else {
+            throw Failure(
+                status: .badRequest, message: "sha256: the certificate's SHA-256, 64 lowercase hex digits, is required")
+        }
+        try await store.revokeCertificate(sha256: wanted.sha256, of: name)
+        return try json(.ok, wanted)
     }
 
     private func watch(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
@@ -210,12 +245,21 @@ struct RegistryAPI: Sendable {
     // MARK: Authentication
 
     /// The caller: on a mutual-TLS connection, the node its verified client certificate names (an
-    /// `X-Registry-Node` header, if sent, must agree); otherwise `Authorization: Bearer <credential>` checked
+    /// `X-Registry-Node` header, if sent, must agree, unless it is the admin's; a revoked certificate is refused);
+    /// otherwise `Authorization: Bearer <credential>` checked
     /// against the name in `X-Registry-Node`.
     private func authenticate(_ request: Request, _ context: RegistryRequestContext) async throws -> Caller {
         let headerName = RegistryWire.nodeNameHeader.lowercased()
         let claimed = request.headers.first(where: { $0.name.canonicalName == headerName })?.value
-        if let certified = await context.certificateNodeName() {
+        let certificate = await context.clientCertificate()
+        if let certificate, await store.isCertificateRevoked(sha256: certificate.sha256) {
+            throw Failure(
+                status: .unauthorized,
+                message: "the client certificate (sha256 \(certificate.sha256.prefix(16))…) has been revoked")
+        }
+        // The admin proves itself with the admin credential; on a mutual-TLS connection any valid certificate
+        // gets it through the handshake.
+        if let certified = certificate?.nodeName, claimed != RegistryCredentials.adminName {
             if let claimed, !claimed.isEmpty, claimed != certified {
                 throw Failure(
                     status: .forbidden,

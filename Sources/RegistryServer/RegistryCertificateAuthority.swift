@@ -63,6 +63,17 @@ public struct RegistryCertificateAuthority: Sendable {
         return (try leaf.serializeAsPEM().pemString, leafKey.pemRepresentation)
     }
 
+    /// The SHA-256 of a certificate's DER, lowercase hex: how `registry revoke --certificate` names it.
+    public static func sha256(ofDER der: [UInt8]) -> String {
+        SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The SHA-256 (`sha256(ofDER:)`) and node name of the first certificate in a PEM text.
+    public static func fingerprintAndNodeName(ofPEM pem: String) throws -> (sha256: String, nodeName: String?) {
+        let der = try PEMDocument(pemString: pem).derBytes
+        return (sha256(ofDER: der), nodeName(ofCertificateDER: der))
+    }
+
     /// The node name a verified client certificate stands for: its DNS subject alternative name when it has
     /// exactly one, else its common name; nil when neither is a valid node name.
     public static func nodeName(ofCertificateDER der: [UInt8]) -> String? {

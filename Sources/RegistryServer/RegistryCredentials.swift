@@ -18,6 +18,7 @@ public struct RegistryCredentials: Sendable, CustomStringConvertible {
     /// Shortest accepted cluster secret.
     public static let minimumSecretLength = 16
 
+    /// Why the cluster secret could not be used; names the file, never its content.
     public enum Failure: Error, CustomStringConvertible {
         case unreadable(description: String)
         case tooShort(path: String, length: Int)

@@ -13,13 +13,17 @@ struct RegistryRequestContext: RequestContext {
         channel = source.channel
     }
 
-    /// The node named by the connection's verified client certificate (nil without TLS or without one).
-    func certificateNodeName() async -> String? {
+    /// The connection's verified client certificate (nil without TLS or without one): the node it names (nil when
+    /// it names none) and the SHA-256 of its DER, by which it can be revoked.
+    func clientCertificate() async -> (nodeName: String?, sha256: String)? {
         guard
             let certificate = try? await channel.pipeline.handler(type: NIOSSLServerHandler.self)
                 .map({ $0.peerCertificate }).get() ?? nil,
             let der = try? certificate.toDERBytes()
         else { return nil }
-        return RegistryCertificateAuthority.nodeName(ofCertificateDER: der)
+        return (
+            RegistryCertificateAuthority.nodeName(ofCertificateDER: der),
+            RegistryCertificateAuthority.sha256(ofDER: der)
+        )
     }
 }

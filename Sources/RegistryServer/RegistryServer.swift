@@ -7,12 +7,14 @@ import NIOCore
 import NIOSSL
 import Registry
 import ServiceLifecycle
+import UnixSignals
 
 /// The embedded node registry: an HTTP/JSON server (Hummingbird 2) over a SQLite store (GRDB, WAL).
 ///
 /// Run it as a `Service` (in a `ServiceGroup`) or directly; cancelling `run()` or a graceful shutdown stops
 /// it. API, auth, leases and watch semantics: docs/registry.md.
 public struct RegistryServer: Service {
+    /// Where the server listens, its data directory, leases, history and connection limits (registry.md).
     public struct Configuration: Sendable {
         public var host: String
         /// 0 picks a free port; `onListening` receives the bound one.

@@ -31,6 +31,8 @@ actor RegistryStore {
         var record: NodeRecord
         /// Monotonic: a wall-clock step neither expires nor prolongs leases.
         var leaseDeadline: ContinuousClock.Instant
+        /// The sequence of the last accepted heartbeat (0: none since the record was stored or loaded).
+        var heartbeatSequence: Int64 = 0
     }
 
     struct Waiter {
@@ -50,6 +52,8 @@ actor RegistryStore {
     var live: [String: Live] = [:]
     /// The oldest credential generation accepted per node (absent: 0); raised by `revoke`.
     var credentialGenerations: [String: Int64] = [:]
+    /// Revoked client certificates: SHA-256 of the DER (lowercase hex) → the node it named.
+    var revokedCertificates: [String: String] = [:]
     var revision: Int64 = 0
     var compactedRevision: Int64 = 0
     var nextNodeID: Int = 1
@@ -92,10 +96,7 @@ actor RegistryStore {
         }
         let decoder = JSONDecoder()
         let deadline = ContinuousClock.now + leaseTTL
-        let generations = try database.read { db in
-            try Row.fetchAll(db, sql: "SELECT name, generation FROM credential_generations")
-        }
-        for row in generations { credentialGenerations[row["name"]] = row["generation"] as Int64 }
+        (credentialGenerations, revokedCertificates) = try Self.loadRevocations(database)
         let (loadedRecords, loadedEvents, meta) = try database.read { db in
             (
                 try Row.fetchAll(db, sql: "SELECT body FROM records"),
@@ -170,6 +171,9 @@ actor RegistryStore {
         migrator.registerMigration("v2: credential generations") { db in
             try db.execute(
                 sql: "CREATE TABLE credential_generations (name TEXT PRIMARY KEY, generation INTEGER NOT NULL)")
+        }
+        migrator.registerMigration("v3: revoked certificates") { db in
+            try db.execute(sql: "CREATE TABLE revoked_certificates (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL)")
         }
         try migrator.migrate(database)
     }
@@ -258,35 +262,29 @@ actor RegistryStore {
                 arguments: [eventRevision, stored.name, body])
             try RegistryStore.saveMeta(db, revision: eventRevision, nextNodeID: nextNodeID)
         }
-        live[stored.name] = Live(record: stored, leaseDeadline: ContinuousClock.now + leaseTTL)
+        live[stored.name] = Live(
+            record: stored, leaseDeadline: ContinuousClock.now + leaseTTL,
+            heartbeatSequence: live[stored.name]?.heartbeatSequence ?? 0)
         append([.put(stored, revision: eventRevision)])
         return stored
     }
 
-    /// Renews a live record's lease. Throws `notFound` when the node has no live record.
-    func heartbeat(name: String) throws {
-        guard live[name] != nil else {
+    /// Renews a live record's lease. Throws `notFound` when the node has no live record, and refuses (409) a
+    /// `sequence` not larger than both the record's and the last heartbeat's: a replayed heartbeat cannot keep a
+    /// departed node alive.
+    func heartbeat(name: String, sequence: Int64) throws {
+        guard let current = live[name] else {
             throw RegistryError.notFound("no live record for node \(name); publish it again")
         }
+        let last = max(current.record.sequence, current.heartbeatSequence)
+        guard sequence > last else {
+            throw RegistryError.rejected(
+                status: 409,
+                message: "sequence: \(sequence) is not after \(last): a replayed or out-of-order heartbeat of \(name)")
+        }
+        live[name]!.heartbeatSequence = sequence
         live[name]!.leaseDeadline = ContinuousClock.now + leaseTTL
         live[name]!.record.heartbeatMillis = nowMillis()
-    }
-
-    /// The oldest credential generation `name` may authenticate with.
-    func minimumCredentialGeneration(of name: String) -> Int64 { credentialGenerations[name] ?? 0 }
-
-    /// Revokes every credential of `name` issued so far (admin): only generation `returned` or later is accepted
-    /// from now on, and its live record is deleted, so the holder of the old credential is out at once. Durable.
-    func revoke(name: String) throws -> Int64 {
-        let next = (credentialGenerations[name] ?? 0) + 1
-        try database.write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO credential_generations (name, generation) VALUES (?, ?)",
-                arguments: [name, next])
-        }
-        credentialGenerations[name] = next
-        if live[name] != nil { try remove([name]) }
-        return next
     }
 
     /// Deletes a record (admin). Returns false when it did not exist.

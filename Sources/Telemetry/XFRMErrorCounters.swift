@@ -4,6 +4,7 @@ import Synchronization
 /// Turns successive reads of `/proc/net/xfrm_stat` into `ipsec_xfrm_errors_total{direction,error}` counters.
 /// Reading the file is cheap (no netlink dump); it happens on each scrape.
 public final class XFRMErrorCounters: Sendable {
+    /// Whether the kernel exposes its XFRM statistics, so a scrape can tell "no errors" from "no counters".
     public enum Availability: Equatable, Sendable {
         case available
         /// The file is absent or unreadable (no CONFIG_XFRM_STATISTICS): the family is not exported.

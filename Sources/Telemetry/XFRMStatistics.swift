@@ -1,6 +1,7 @@
 /// The kernel's XFRM error counters (`/proc/net/xfrm_stat`, CONFIG_XFRM_STATISTICS), named as Cilium names them
 /// so existing dashboards carry over — but exported as counters, so `rate()` works.
 public struct XFRMStatistics: Sendable, Equatable {
+    /// One exported series: the `direction` and `error` labels of a kernel counter.
     public struct Key: Hashable, Sendable, Comparable {
         public var direction: String
         public var error: String

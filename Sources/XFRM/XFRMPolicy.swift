@@ -23,12 +23,14 @@ public struct XFRMSelector: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "src \(source) dst \(destination)" + (proto != 0 ? " proto \(proto)" : "") }
 }
 
+/// The policy direction (`XFRM_POLICY_IN/OUT/FWD`): the agent installs OUT, IN and FWD per peer.
 public enum XFRMPolicyDirection: UInt8, Sendable, Hashable {
     case `in` = 0
     case out = 1
     case fwd = 2
 }
 
+/// The policy action (`XFRM_POLICY_ALLOW/BLOCK`): block backs the drop policies that keep plaintext off the wire.
 public enum XFRMPolicyAction: UInt8, Sendable, Hashable {
     case allow = 0
     case block = 1

@@ -11,6 +11,7 @@ public struct XFRMMark: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "0x\(String(value, radix: 16))/0x\(String(mask, radix: 16))" }
 }
 
+/// The SA mode (`XFRM_MODE_*`); the agent installs tunnel mode.
 public enum XFRMMode: UInt8, Sendable, Hashable {
     case transport = 0
     case tunnel = 1

@@ -1,5 +1,6 @@
 import ArgumentParser
 import IPsecPrimitives
+import NIOSSL
 import Registry
 import RegistryEtcd
 import RegistryServer
@@ -11,7 +12,9 @@ import RegistryServer
 /// `ipsec-agent-bench registry`: one record update fanned out to many watchers of the embedded registry
 /// (in-process server on loopback, each watcher its own connection: a streaming watch, and for comparison
 /// chained long polls). Prints delivery latency from the start of the publish call to each watcher
-/// receiving the event. With `--etcd URL`, the same against etcd.
+/// receiving the event. `stream-tls` is the streaming watch over TLS (a throw-away CA, server certificate for
+/// 127.0.0.1, no client certificates): the cost of encryption on the fan-out. With `--etcd URL`, the same
+/// against etcd.
 struct RegistryBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry",
@@ -31,37 +34,45 @@ struct RegistryBenchmark: AsyncParsableCommand {
     @Option(help: "Also measure an etcd 3.4 JSON gateway at this URL (e.g. http://127.0.0.1:23790).")
     var etcd: String?
 
-    @Option(help: "Embedded registry watch transports to measure, in order: stream, long-poll (comma-separated).")
-    var embedded: String = "stream,long-poll"
+    @Option(
+        help:
+            "Embedded registry watch transports to measure, in order: stream, stream-tls, long-poll (comma-separated).")
+    var embedded: String = "stream,stream-tls,long-poll"
 
     func run() async throws {
         raiseFileLimit(to: rlim_t(watchers) * 2 + 256)
         for transport in embedded.split(separator: ",") {
             switch transport {
             case "stream": try await runEmbedded(.stream)
+            case "stream-tls": try await runEmbedded(.stream, tls: true)
             case "long-poll": try await runEmbedded(.longPoll)
             case "none": break
-            default: throw ValidationError("--embedded: unknown transport \(transport) (stream, long-poll, none)")
+            default:
+                throw ValidationError(
+                    "--embedded: unknown transport \(transport) (stream, stream-tls, long-poll, none)")
             }
         }
         if let etcd { try await runEtcd(endpoint: etcd) }
     }
 
-    private func runEmbedded(_ transport: EmbeddedRegistryClient.WatchTransport) async throws {
+    private func runEmbedded(_ transport: EmbeddedRegistryClient.WatchTransport, tls: Bool = false) async throws {
         let directory = "/tmp/ipsec-agent-bench-registry-\(getpid())"
         defer { _ = try? removeDirectory(directory) }
         let credentials = RegistryCredentials(secret: SecretBytes((0..<32).map { _ in UInt8.random(in: 0...255) }))
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let statistics = RegistryServerStatistics()
+        var configuration = RegistryServer.Configuration(
+            host: "127.0.0.1", port: 0, dataDirectory: directory, maxWatchWait: .seconds(30))
+        let clientTLS = tls ? try Self.makeTLS(in: directory, server: &configuration) : nil
         let server = RegistryServer(
-            configuration: .init(host: "127.0.0.1", port: 0, dataDirectory: directory, maxWatchWait: .seconds(30)),
+            configuration: configuration,
             credentials: credentials, statistics: statistics, onListening: { portContinuation.yield($0) })
         let serverTask = Task { try await server.run() }
         defer { serverTask.cancel() }
         var portIterator = ports.makeAsyncIterator()
         guard let port = await portIterator.next() else { throw RegistryError.unavailable("server did not start") }
-        let baseURL = "http://127.0.0.1:\(port)"
-        let connections = RegistryHTTPConnections(maxConnectionsPerHost: watchers + 8)
+        let baseURL = "\(tls ? "https" : "http")://127.0.0.1:\(port)"
+        let connections = RegistryHTTPConnections(maxConnectionsPerHost: watchers + 8, tls: clientTLS)
         let publisher = EmbeddedRegistryClient(
             baseURL: baseURL, nodeName: "bench-publisher", credential: credentials.credential(for: "bench-publisher"),
             connections: connections)
@@ -71,13 +82,38 @@ struct RegistryBenchmark: AsyncParsableCommand {
         let watchers = self.watchers
         let allStreamsOpen: @Sendable () -> Bool = { statistics.openStreams >= watchers }
         try await fanOut(
-            label: transport == .stream ? "embedded, stream" : "embedded, long poll", publisher: publisher,
+            label: transport == .stream
+                ? (tls ? "embedded, stream over TLS" : "embedded, stream") : "embedded, long poll",
+            publisher: publisher,
             watcher: watcher,
             ready: transport == .stream ? allStreamsOpen : nil)
         try? await connections.shutdown()
         // Stop the server before the next measurement starts.
         serverTask.cancel()
         _ = await serverTask.result
+    }
+
+    /// A throw-away CA and a server certificate for 127.0.0.1 in `directory`: sets the server's TLS in
+    /// `server` and returns the clients' (trusting only that CA).
+    private static func makeTLS(
+        in directory: String, server: inout RegistryServer.Configuration
+    ) throws -> TLSConfiguration {
+        mkdir(directory, 0o700)
+        let ca = try RegistryCertificateAuthority()
+        let issued = try ca.issue(commonName: "127.0.0.1", dnsNames: [], ipAddresses: [IPAddress("127.0.0.1")!])
+        let files = [
+            ("ca.pem", try ca.certificatePEM), ("registry.pem", issued.certificatePEM),
+            ("registry-key.pem", issued.keyPEM),
+        ]
+        for (name, text) in files {
+            let fd = open("\(directory)/\(name)", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw RegistryError.unavailable("cannot write \(directory)/\(name)") }
+            _ = Array(text.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        server.tls = try RegistryTLS.server(
+            certificate: "\(directory)/registry.pem", key: "\(directory)/registry-key.pem", clientCA: nil)
+        return try RegistryTLS.client(ca: "\(directory)/ca.pem", certificate: nil, key: nil)
     }
 
     private func runEtcd(endpoint: String) async throws {
@@ -174,7 +210,12 @@ struct RegistryBenchmark: AsyncParsableCommand {
     }
 
     private func removeDirectory(_ path: String) throws {
-        for file in ["registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm"] { unlink(path + "/" + file) }
+        for file in [
+            "registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm", "ca.pem", "registry.pem",
+            "registry-key.pem",
+        ] {
+            unlink(path + "/" + file)
+        }
         rmdir(path)
     }
 }

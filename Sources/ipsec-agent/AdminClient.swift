@@ -2,6 +2,9 @@ import AgentDaemon
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOFoundationEssentialsCompat
+import NIOHTTP1
 
 /// Reads the running agent's admin endpoint (for `status` and `trace`).
 enum AdminClient {

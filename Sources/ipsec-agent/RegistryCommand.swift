@@ -209,11 +209,15 @@ struct RegistryCommand: AsyncParsableCommand {
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Revoke every registry credential of one node issued so far (admin); the cluster secret stays.",
+            abstract:
+                "Revoke a node's registry credentials or one of its client certificates (admin); the cluster secret stays.",
             discussion: """
-                The registry then accepts only credentials of the printed generation or later for that node, and \
-                deletes its live record. Give the node its new credential with \
-                `ipsec-agent registry credential --secret-file S --node NAME --generation G`.
+                Without --certificate: the registry then accepts only bearer credentials of the printed generation \
+                or later for that node. Give the node its new credential with \
+                `ipsec-agent registry credential --secret-file S --node NAME --generation G`. \
+                With --certificate FILE (mutual TLS): that certificate is refused from now on, by the SHA-256 of its \
+                DER; issue the node a new one (`registry tls-init --dir DIR --node NAME` with the same CA). \
+                Either way the node's live record is deleted, so the holder of the old credential is out at once.
                 """)
 
         @Option(help: "The registry's URL (https://HOST:PORT).")
@@ -228,6 +232,22 @@ struct RegistryCommand: AsyncParsableCommand {
         @Option(help: "The node whose credentials are revoked.")
         var node: String
 
+        @Option(help: "A client certificate (PEM) of the node to revoke instead of its bearer credentials.")
+        var certificate: String?
+
+        @Option(help: "With mutual TLS: a client certificate (PEM) for this connection (any the registry trusts).")
+        var clientCert: String?
+
+        @Option(help: "With mutual TLS: the key file of --client-cert, mode 0600.")
+        var clientKey: String?
+
+        func validate() throws {
+            guard (clientCert == nil) == (clientKey == nil) else {
+                throw ValidationError("--client-cert and --client-key go together")
+            }
+            guard clientCert == nil || ca != nil else { throw ValidationError("--client-cert needs --ca (https)") }
+        }
+
         func run() async throws {
             let credential = String(
                 decoding: try SecretFile.read(path: adminCredentialFile, role: "admin credential file").bytes,
@@ -235,10 +255,17 @@ struct RegistryCommand: AsyncParsableCommand {
             )
             .trimmingCharacters(in: .whitespacesAndNewlines)
             let pool = RegistryHTTPConnections(
-                tls: try ca.map { try RegistryTLS.client(ca: $0, certificate: nil, key: nil) })
+                tls: try ca.map { try RegistryTLS.client(ca: $0, certificate: clientCert, key: clientKey) })
             let client = EmbeddedRegistryClient(
                 baseURL: url, nodeName: RegistryCredentials.adminName, credential: credential, connections: pool)
             do {
+                if let certificate {
+                    let revoked = try Self.fingerprint(certificate, of: node)
+                    try await client.revokeCertificate(sha256: revoked, of: node)
+                    try? await pool.shutdown()
+                    print("revoked the client certificate \(certificate) of \(node) (sha256 \(revoked))")
+                    return
+                }
                 let generation = try await client.revoke(name: node)
                 try? await pool.shutdown()
                 print(
@@ -249,6 +276,23 @@ struct RegistryCommand: AsyncParsableCommand {
                 try? await pool.shutdown()
                 throw error
             }
+        }
+
+        /// The SHA-256 of the certificate in `path`, after checking that it names `node`.
+        static func fingerprint(_ path: String, of node: String) throws -> String {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw ValidationError("--certificate \(path): cannot read it (\(error.localizedDescription))")
+            }
+            guard let (sha256, named) = try? RegistryCertificateAuthority.fingerprintAndNodeName(ofPEM: text) else {
+                throw ValidationError("--certificate \(path): not a PEM certificate")
+            }
+            guard named == node else {
+                throw ValidationError("--certificate \(path) names \(named ?? "no node"), not --node \(node)")
+            }
+            return sha256
         }
     }
 }

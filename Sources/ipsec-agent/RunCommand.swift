@@ -11,6 +11,7 @@ import RegistryEtcd
 import RegistryServer
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 
 /// `ipsec-agent run --config FILE`: the per-node daemon.
 struct RunCommand: AsyncParsableCommand {

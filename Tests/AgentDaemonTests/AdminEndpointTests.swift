@@ -6,8 +6,11 @@ import Foundation
 import IPsecPrimitives
 import Keys
 import Logging
+import NIOCore
+import NIOHTTP1
 import Prometheus
 import Registry
+import ServiceLifecycle
 import Synchronization
 import TestSupport
 import Testing

@@ -1,4 +1,5 @@
 import AgentDaemon
+import Foundation
 import IPsecPrimitives
 import Testing
 

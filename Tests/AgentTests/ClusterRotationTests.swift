@@ -2,6 +2,7 @@ import Agent
 import Datapath
 import IPsecPrimitives
 import Keys
+import Synchronization
 import Testing
 import TestSupport
 import XFRM

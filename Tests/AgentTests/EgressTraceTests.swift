@@ -1,6 +1,7 @@
 import Agent
 import IPsecPrimitives
 import Keys
+import Synchronization
 import Testing
 
 @Suite struct EgressTraceTests {

@@ -2,6 +2,8 @@ import Agent
 import Datapath
 import IPsecPrimitives
 import Keys
+import Registry
+import Synchronization
 import Testing
 import XFRM
 

@@ -1,5 +1,6 @@
 import Glibc
 import IPsecPrimitives
+import Synchronization
 import Testing
 import TestSupport
 @testable import Datapath

@@ -2,6 +2,7 @@ import Foundation
 import IPsecPrimitives
 import Logging
 import NIOCore
+import NIOHTTP1
 import Registry
 import Testing
 @testable import RegistryEtcd

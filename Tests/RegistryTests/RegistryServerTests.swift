@@ -1,3 +1,4 @@
+import NIOHTTP1
 import TestSupport
 import Foundation
 import IPsecPrimitives
@@ -273,6 +274,32 @@ import Testing
             #expect(try await put(Array(try JSONEncoder().encode(r))).status == 200)
             #expect(try await put(captured).status == 409)  // the old boot's records stay refused
             #expect(try await server.client("node-a").list().records.first?.bootID == "after-a-reboot")
+        }
+    }
+
+    /// A heartbeat renews the lease only with a `sequence` larger than the record's and the last heartbeat's:
+    /// a captured heartbeat, sent again, cannot keep a departed node alive. The typed client's heartbeats pass.
+    @Test func aReplayedHeartbeatIsRefused() async throws {
+        try await TestRegistryServer.with { server in
+            func beat(_ query: String) async throws -> (status: Int, body: String) {
+                try await server.raw(.POST, "/v1/nodes/node-a/heartbeat\(query)", as: "node-a")
+            }
+            var r = record("node-a", spi: 3)
+            r.sequence = 5_000
+            #expect(try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", body: Array(JSONEncoder().encode(r))).status == 200)
+            let missing = try await beat("")
+            #expect(missing.status == 400 && missing.body.contains("sequence"), "\(missing.body)")
+            #expect(try await beat("?sequence=abc").status == 400)
+            let stale = try await beat("?sequence=5000")  // not after the record's
+            #expect(stale.status == 409 && stale.body.contains("replayed or out-of-order heartbeat"), "\(stale.body)")
+            #expect(try await beat("?sequence=5001").status == 204)
+            #expect(try await beat("?sequence=5001").status == 409)  // the same heartbeat, replayed
+            #expect(try await beat("?sequence=5002").status == 204)
+            // The typed client draws heartbeats from its write sequence: after its own publish, every one passes.
+            let a = server.client("node-a")
+            r.sequence = 0
+            _ = try await a.publish(r)
+            for _ in 0..<3 { try await a.heartbeat(name: "node-a") }
         }
     }
 

@@ -11,17 +11,22 @@ import Testing
     /// A CA, a server certificate for 127.0.0.1 and client certificates for node-a and node-b, as PEM files.
     struct Files {
         let directory = TestRegistryServer.makeDirectory()
+        let ca: RegistryCertificateAuthority
         init(nodes: [String] = ["node-a", "node-b"]) throws {
-            let ca = try RegistryCertificateAuthority()
+            ca = try RegistryCertificateAuthority()
             try write("ca.pem", try ca.certificatePEM)
             let server = try ca.issue(commonName: "registry", dnsNames: ["localhost"], ipAddresses: [IPAddress("127.0.0.1")!])
             try write("registry.pem", server.certificatePEM)
             try write("registry-key.pem", server.keyPEM)
-            for node in nodes {
-                let issued = try ca.issue(commonName: node, dnsNames: [node], ipAddresses: [])
-                try write("\(node).pem", issued.certificatePEM)
-                try write("\(node)-key.pem", issued.keyPEM)
-            }
+            for node in nodes { try issue(node) }
+        }
+        /// (Re-)issues `node`'s client certificate as NODE.pem and NODE-key.pem; returns its SHA-256.
+        @discardableResult
+        func issue(_ node: String) throws -> String {
+            let issued = try ca.issue(commonName: node, dnsNames: [node], ipAddresses: [])
+            try write("\(node).pem", issued.certificatePEM)
+            try write("\(node)-key.pem", issued.keyPEM)
+            return try RegistryCertificateAuthority.fingerprintAndNodeName(ofPEM: issued.certificatePEM).sha256
         }
         func path(_ name: String) -> String { "\(directory)/\(name)" }
         func write(_ name: String, _ text: String) throws {
@@ -31,12 +36,14 @@ import Testing
         func serverTLS(mutual: Bool = false) throws -> TLSConfiguration {
             try RegistryTLS.server(certificate: path("registry.pem"), key: path("registry-key.pem"), clientCA: mutual ? path("ca.pem") : nil)
         }
-        func client(_ name: String, baseURL: String, ca: String? = nil, certificate: Bool = false, credential: String = "",
-                    timeout: Duration = .seconds(30)) throws
+        /// A client as `name`; with `certificate`, presenting `certificateOf`'s client certificate (default: `name`'s).
+        func client(_ name: String, baseURL: String, ca: String? = nil, certificate: Bool = false, certificateOf: String? = nil,
+                    credential: String = "", timeout: Duration = .seconds(30)) throws
             -> (EmbeddedRegistryClient, RegistryHTTPConnections)
         {
-            let tls = try RegistryTLS.client(ca: ca ?? path("ca.pem"), certificate: certificate ? path("\(name).pem") : nil,
-                                             key: certificate ? path("\(name)-key.pem") : nil)
+            let holder = certificateOf ?? name
+            let tls = try RegistryTLS.client(ca: ca ?? path("ca.pem"), certificate: certificate ? path("\(holder).pem") : nil,
+                                             key: certificate ? path("\(holder)-key.pem") : nil)
             let connections = RegistryHTTPConnections(tls: tls)
             return (EmbeddedRegistryClient(baseURL: baseURL, nodeName: name, credential: credential, connections: connections,
                                            requestTimeout: timeout), connections)
@@ -104,6 +111,61 @@ import Testing
                     #expect("\(error)".contains("the client certificate names node-a"), "\(error)")
                 }
                 #expect(try await a.list().records.map(\.name) == ["node-a"])
+            }
+        }
+    }
+
+    /// The admin revokes one client certificate of node-a (mutual TLS, where the certificate is the credential):
+    /// it is refused at once and node-a's record deleted, a certificate issued to node-a afterwards is accepted,
+    /// node-b is untouched, and the revocation survives a registry restart.
+    @Test func aRevokedCertificateIsRefusedAndAReissuedOneAccepted() async throws {
+        let files = try Files()
+        defer { try? FileManager.default.removeItem(atPath: files.directory) }
+        let directory = TestRegistryServer.makeDirectory()
+        let old = try RegistryCertificateAuthority.fingerprintAndNodeName(ofPEM: String(contentsOfFile: files.path("node-a.pem"), encoding: .utf8))
+        #expect(old.nodeName == "node-a")
+        try await TestRegistryServer.with(directory: directory, tls: try files.serverTLS(mutual: true)) { server in
+            try await Pools.with { pools in
+                let a = pools.keep(try files.client("node-a", baseURL: server.baseURL, certificate: true))
+                let b = pools.keep(try files.client("node-b", baseURL: server.baseURL, certificate: true))
+                _ = try await a.publish(Self.record("node-a"))
+                _ = try await b.publish(Self.record("node-b"))
+                // The admin: its credential, through the handshake with any certificate the registry trusts.
+                let admin = pools.keep(try files.client(
+                    RegistryCredentials.adminName, baseURL: server.baseURL, certificate: true, certificateOf: "node-b",
+                    credential: TestRegistryServer.credentials.credential(for: RegistryCredentials.adminName)))
+                // node-b's certificate is not the admin credential.
+                await #expect(throws: (any Error).self) { try await b.revokeCertificate(sha256: old.sha256, of: "node-a") }
+                try await admin.revokeCertificate(sha256: old.sha256, of: "node-a")
+                do {
+                    _ = try await a.list()
+                    Issue.record("a revoked certificate was accepted")
+                } catch {
+                    #expect("\(error)".contains("has been revoked"), "\(error)")
+                }
+                #expect(try await b.list().records.map(\.name) == ["node-b"])  // node-a's record went with it
+                // A malformed fingerprint is refused, naming the field.
+                do {
+                    try await admin.revokeCertificate(sha256: "ABC", of: "node-a")
+                    Issue.record("a malformed fingerprint was accepted")
+                } catch {
+                    #expect("\(error)".contains("sha256"), "\(error)")
+                }
+            }
+        }
+        // node-a gets a new certificate from the same CA; after a restart the old one is still refused.
+        for suffix in [".pem", "-key.pem"] {
+            try FileManager.default.copyItem(atPath: files.path("node-a" + suffix), toPath: files.path("revoked-a" + suffix))
+        }
+        let reissued = try files.issue("node-a")
+        #expect(reissued != old.sha256)
+        try await TestRegistryServer.with(directory: directory, tls: try files.serverTLS(mutual: true)) { server in
+            try await Pools.with { pools in
+                let revoked = pools.keep(try files.client("node-a", baseURL: server.baseURL, certificate: true, certificateOf: "revoked-a"))
+                await #expect(throws: (any Error).self) { try await revoked.list() }
+                let a = pools.keep(try files.client("node-a", baseURL: server.baseURL, certificate: true))
+                _ = try await a.publish(Self.record("node-a"))
+                #expect(try await a.list().records.map(\.name) == ["node-a", "node-b"])
             }
         }
     }
