@@ -152,11 +152,7 @@ actor RegistryStore {
         try? await eventLoopGroup.shutdownGracefully()
     }
 
-    static let wallClockMillis: @Sendable () -> Int64 = {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
+    static let wallClockMillis: @Sendable () -> Int64 = { WriteSequence.wallClockMillis() }
 
     static func migrate(_ database: DatabasePool) throws {
         var migrator = DatabaseMigrator()

@@ -63,6 +63,8 @@ struct RegistryBenchmark: AsyncParsableCommand {
         let statistics = RegistryServerStatistics()
         var configuration = RegistryServer.Configuration(
             host: "127.0.0.1", port: 0, dataDirectory: directory, maxWatchWait: .seconds(30))
+        // Every watcher connects from 127.0.0.1: lift the per-client cap (64) that protects a real registry.
+        configuration.maxConnectionsPerClient = watchers + 16
         let clientTLS = tls ? try Self.makeTLS(in: directory, server: &configuration) : nil
         let server = RegistryServer(
             configuration: configuration,
