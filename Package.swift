@@ -178,6 +178,8 @@ let package = Package(
             dependencies: [
                 "Registry", "RegistryServer", "RegistryEtcd", "TestSupport", "IPsecPrimitives",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -90,7 +90,7 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
     }
 
     /// Admin: revokes one client certificate of `name`, by the SHA-256 of its DER
-    /// (`RegistryCertificateAuthority.sha256(ofDER:)`); other certificates of the node keep working.
+    /// (`RegistryCertificateAuthority.revocationFingerprint(ofCertificateDER:)`); other certificates of the node keep working.
     public func revokeCertificate(sha256: String, of name: String) async throws {
         let body = try JSONEncoder().encode(RegistryWire.RevokeCertificate(sha256: sha256))
         let data = try await send(

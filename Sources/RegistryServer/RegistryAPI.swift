@@ -252,6 +252,9 @@ struct RegistryAPI: Sendable {
         let headerName = RegistryWire.nodeNameHeader.lowercased()
         let claimed = request.headers.first(where: { $0.name.canonicalName == headerName })?.value
         let certificate = await context.clientCertificate()
+        if let certificate, certificate.sha256.isEmpty {
+            throw Failure(status: .unauthorized, message: "the client certificate cannot be parsed")
+        }
         if let certificate, await store.isCertificateRevoked(sha256: certificate.sha256) {
             throw Failure(
                 status: .unauthorized,

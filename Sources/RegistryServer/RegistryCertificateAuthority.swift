@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import IPsecPrimitives
+import Registry
 import SwiftASN1
 import X509
 
@@ -63,15 +64,23 @@ public struct RegistryCertificateAuthority: Sendable {
         return (try leaf.serializeAsPEM().pemString, leafKey.pemRepresentation)
     }
 
-    /// The SHA-256 of a certificate's DER, lowercase hex: how `registry revoke --certificate` names it.
-    public static func sha256(ofDER der: [UInt8]) -> String {
-        SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined()
+    /// How `registry revoke --certificate` names a certificate: the SHA-256 (lowercase hex) of its signed part
+    /// (TBSCertificate), not of the whole DER. An ECDSA signature can be re-encoded into another valid one
+    /// ((r, s) and (r, n − s) both verify), so the holder of a revoked certificate could change the whole DER's
+    /// hash; the signed part it cannot change. Nil when `der` is not a certificate.
+    public static func revocationFingerprint(ofCertificateDER der: [UInt8]) -> String? {
+        guard let certificate = try? Certificate(derEncoded: der) else { return nil }
+        return SHA256.hash(data: Array(certificate.tbsCertificateBytes)).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The SHA-256 (`sha256(ofDER:)`) and node name of the first certificate in a PEM text.
+    /// The revocation fingerprint (`revocationFingerprint(ofCertificateDER:)`) and node name of the first
+    /// certificate in a PEM text.
     public static func fingerprintAndNodeName(ofPEM pem: String) throws -> (sha256: String, nodeName: String?) {
         let der = try PEMDocument(pemString: pem).derBytes
-        return (sha256(ofDER: der), nodeName(ofCertificateDER: der))
+        guard let fingerprint = revocationFingerprint(ofCertificateDER: der) else {
+            throw RegistryError.invalidRecord("not an X.509 certificate")
+        }
+        return (fingerprint, nodeName(ofCertificateDER: der))
     }
 
     /// The node name a verified client certificate stands for: its DNS subject alternative name when it has

@@ -14,7 +14,7 @@ struct RegistryRequestContext: RequestContext {
     }
 
     /// The connection's verified client certificate (nil without TLS or without one): the node it names (nil when
-    /// it names none) and the SHA-256 of its DER, by which it can be revoked.
+    /// it names none) and its revocation fingerprint (empty when the certificate cannot be parsed: refused).
     func clientCertificate() async -> (nodeName: String?, sha256: String)? {
         guard
             let certificate = try? await channel.pipeline.handler(type: NIOSSLServerHandler.self)
@@ -23,7 +23,7 @@ struct RegistryRequestContext: RequestContext {
         else { return nil }
         return (
             RegistryCertificateAuthority.nodeName(ofCertificateDER: der),
-            RegistryCertificateAuthority.sha256(ofDER: der)
+            RegistryCertificateAuthority.revocationFingerprint(ofCertificateDER: der) ?? ""
         )
     }
 }

@@ -41,10 +41,10 @@ extension RegistryStore {
         return next
     }
 
-    /// True when the client certificate with this SHA-256 (of its DER, lowercase hex) was revoked.
+    /// True when the client certificate with this fingerprint (SHA-256 of its signed part, lowercase hex) was revoked.
     func isCertificateRevoked(sha256: String) -> Bool { revokedCertificates[sha256] != nil }
 
-    /// Revokes one client certificate of `name` (admin), by the SHA-256 of its DER: a connection presenting it is
+    /// Revokes one client certificate of `name` (admin), by the SHA-256 of its signed part (`RegistryCertificateAuthority.revocationFingerprint`): a connection presenting it is
     /// refused from the next request on, other certificates of the node (a re-issued one) still work, and the
     /// node's live record is deleted, as when its bearer credentials are revoked. Durable; revoking again is a no-op.
     func revokeCertificate(sha256: String, of name: String) throws {

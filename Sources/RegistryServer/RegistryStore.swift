@@ -31,7 +31,7 @@ actor RegistryStore {
         var record: NodeRecord
         /// Monotonic: a wall-clock step neither expires nor prolongs leases.
         var leaseDeadline: ContinuousClock.Instant
-        /// The sequence of the last accepted heartbeat (0: none since the record was stored or loaded).
+        /// The sequence of the last accepted heartbeat since the record was stored or loaded (0: none).
         var heartbeatSequence: Int64 = 0
     }
 
@@ -258,29 +258,33 @@ actor RegistryStore {
                 arguments: [eventRevision, stored.name, body])
             try RegistryStore.saveMeta(db, revision: eventRevision, nextNodeID: nextNodeID)
         }
-        live[stored.name] = Live(
-            record: stored, leaseDeadline: ContinuousClock.now + leaseTTL,
-            heartbeatSequence: live[stored.name]?.heartbeatSequence ?? 0)
+        live[stored.name] = Live(record: stored, leaseDeadline: ContinuousClock.now + leaseTTL)
         append([.put(stored, revision: eventRevision)])
         return stored
     }
 
-    /// Renews a live record's lease. Throws `notFound` when the node has no live record, and refuses (409) a
-    /// `sequence` not larger than both the record's and the last heartbeat's: a replayed heartbeat cannot keep a
-    /// departed node alive.
-    func heartbeat(name: String, sequence: Int64) throws {
+    /// Renews a live record's lease for a heartbeat with a larger `sequence` than the record's and the last
+    /// heartbeat's. One not after the record's predates the last write (a heartbeat that raced a publish, or an
+    /// old one replayed): answered without renewing, since that write renewed the lease. One between the two was
+    /// already seen: refused (409). Throws `notFound` when the node has no live record. Returns false when the
+    /// lease was not renewed.
+    @discardableResult
+    func heartbeat(name: String, sequence: Int64) throws -> Bool {
         guard let current = live[name] else {
             throw RegistryError.notFound("no live record for node \(name); publish it again")
         }
-        let last = max(current.record.sequence, current.heartbeatSequence)
-        guard sequence > last else {
+        guard sequence > current.record.sequence else { return false }
+        guard sequence > current.heartbeatSequence else {
             throw RegistryError.rejected(
                 status: 409,
-                message: "sequence: \(sequence) is not after \(last): a replayed or out-of-order heartbeat of \(name)")
+                message:
+                    "sequence: \(sequence) is not after \(current.heartbeatSequence): a replayed or out-of-order heartbeat of \(name)"
+            )
         }
         live[name]!.heartbeatSequence = sequence
         live[name]!.leaseDeadline = ContinuousClock.now + leaseTTL
         live[name]!.record.heartbeatMillis = nowMillis()
+        return true
     }
 
     /// Deletes a record (admin). Returns false when it did not exist.

@@ -81,7 +81,7 @@ enum RegistryWire {
         var generation: Int64
     }
 
-    /// `POST /v1/nodes/NAME/revoke-certificate` (admin): the client certificate whose DER has this SHA-256
+    /// `POST /v1/nodes/NAME/revoke-certificate` (admin): the client certificate whose signed part (TBSCertificate) has this SHA-256
     /// (64 lowercase hex digits) is refused from now on; the answer repeats it.
     struct RevokeCertificate: Codable, Sendable {
         var sha256: String

@@ -216,7 +216,7 @@ struct RegistryCommand: AsyncParsableCommand {
                 or later for that node. Give the node its new credential with \
                 `ipsec-agent registry credential --secret-file S --node NAME --generation G`. \
                 With --certificate FILE (mutual TLS): that certificate is refused from now on, by the SHA-256 of its \
-                DER; issue the node a new one (`registry tls-init --dir DIR --node NAME` with the same CA). \
+                signed part (TBSCertificate); issue the node a new one (`registry tls-init --dir DIR --node NAME` with the same CA). \
                 Either way the node's live record is deleted, so the holder of the old credential is out at once.
                 """)
 
@@ -278,7 +278,7 @@ struct RegistryCommand: AsyncParsableCommand {
             }
         }
 
-        /// The SHA-256 of the certificate in `path`, after checking that it names `node`.
+        /// The revocation fingerprint of the certificate in `path`, after checking that it names `node`.
         static func fingerprint(_ path: String, of node: String) throws -> String {
             let text: String
             do {

@@ -278,7 +278,8 @@ import Testing
     }
 
     /// A heartbeat renews the lease only with a `sequence` larger than the record's and the last heartbeat's:
-    /// a captured heartbeat, sent again, cannot keep a departed node alive. The typed client's heartbeats pass.
+    /// a captured heartbeat, sent again, cannot keep a departed node alive (refused, or answered without renewing
+    /// when a write came since). The typed client's heartbeats pass.
     @Test func aReplayedHeartbeatIsRefused() async throws {
         try await TestRegistryServer.with { server in
             func beat(_ query: String) async throws -> (status: Int, body: String) {
@@ -290,11 +291,27 @@ import Testing
             let missing = try await beat("")
             #expect(missing.status == 400 && missing.body.contains("sequence"), "\(missing.body)")
             #expect(try await beat("?sequence=abc").status == 400)
-            let stale = try await beat("?sequence=5000")  // not after the record's
-            #expect(stale.status == 409 && stale.body.contains("replayed or out-of-order heartbeat"), "\(stale.body)")
+            func heartbeatMillis() async throws -> Int64? {
+                try await server.client("node-b").list().records.first { $0.name == "node-a" }?.heartbeatMillis
+            }
+            let published = try await heartbeatMillis()
+            try await Task.sleep(for: .milliseconds(20))
+            // Not after the record's: older than the last write (a heartbeat that raced a publish, or a replay of
+            // one from before it): answered, but the lease is not renewed.
+            #expect(try await beat("?sequence=5000").status == 204)
+            #expect(try await heartbeatMillis() == published)
             #expect(try await beat("?sequence=5001").status == 204)
-            #expect(try await beat("?sequence=5001").status == 409)  // the same heartbeat, replayed
+            let renewed = try await heartbeatMillis()
+            #expect(renewed != nil && renewed! > published!)
+            let replayed = try await beat("?sequence=5001")  // the same heartbeat, replayed
+            #expect(replayed.status == 409 && replayed.body.contains("replayed or out-of-order heartbeat"), "\(replayed.body)")
             #expect(try await beat("?sequence=5002").status == 204)
+            // A write resets the heartbeat rule to its own sequence: after an agent restarts with its wall clock
+            // behind the last heartbeat's, its heartbeats (drawn after its publish) are accepted again.
+            r.sequence = 5_100
+            #expect(try await server.raw(.PUT, "/v1/nodes/node-a", as: "node-a", body: Array(JSONEncoder().encode(r))).status == 200)
+            #expect(try await beat("?sequence=5002").status == 204)  // older than that write: not renewed, not refused
+            #expect(try await beat("?sequence=5101").status == 204)
             // The typed client draws heartbeats from its write sequence: after its own publish, every one passes.
             let a = server.client("node-a")
             r.sequence = 0

@@ -144,6 +144,21 @@ import Testing
                     #expect("\(error)".contains("has been revoked"), "\(error)")
                 }
                 #expect(try await b.list().records.map(\.name) == ["node-b"])  // node-a's record went with it
+                // The same certificate with its ECDSA signature re-encoded as (r, n − s): still valid for TLS, a
+                // different DER, and still revoked (revocation names what the CA signed, not the whole DER).
+                let original = try String(contentsOfFile: files.path("node-a.pem"), encoding: .utf8)
+                let malleated = try MalleatedCertificate.flip(pem: original)
+                #expect(malleated != original)
+                #expect(try RegistryCertificateAuthority.fingerprintAndNodeName(ofPEM: malleated).sha256 == old.sha256)
+                try files.write("malleated-a.pem", malleated)
+                try FileManager.default.copyItem(atPath: files.path("node-a-key.pem"), toPath: files.path("malleated-a-key.pem"))
+                let disguised = pools.keep(try files.client("node-a", baseURL: server.baseURL, certificate: true, certificateOf: "malleated-a"))
+                do {
+                    _ = try await disguised.list()
+                    Issue.record("a re-encoded revoked certificate was accepted")
+                } catch {
+                    #expect("\(error)".contains("has been revoked"), "\(error)")
+                }
                 // A malformed fingerprint is refused, naming the field.
                 do {
                     try await admin.revokeCertificate(sha256: "ABC", of: "node-a")

@@ -151,7 +151,8 @@ sync() {  # steps 2, 4 and R4 on one fresh list; repeat on every registry change
   sas "$KEY" "$FP"; egress; reclaim
 }
 heartbeat() {  # at least every lease TTL / 3 (10 s for the default 30 s); 404 (lease expired) or 409: publish again
-  api POST "/v1/nodes/$NAME/heartbeat?sequence=$(date +%s%3N)" >/dev/null 2>&1 || publish .
+  local s; s=$(jq -r --argjson ms "$(date +%s%3N)" '[$ms, .sequence + 1] | max' "$STATE/record.json")
+  api POST "/v1/nodes/$NAME/heartbeat?sequence=$s" >/dev/null 2>&1 || publish .
 }
 case ${1:-} in
   register | install | advertise | sync | heartbeat) "$@" ;;
