@@ -199,8 +199,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             xfrmPolicyHashing: try reader.bool("xfrmPolicyHashing", default: true),
             minimumPodPrefixIPv4: try reader.integer("minimumPodPrefixIPv4", default: 16, in: 1...32),
             minimumPodPrefixIPv6: try reader.integer("minimumPodPrefixIPv6", default: 48, in: 1...128),
-            underlayMTU: try reader.optionalString("underlayMTU") == nil
-                ? nil : try reader.integer("underlayMTU", default: 1500, in: 576...65535))
+            underlayMTU: try reader.optionalInteger("underlayMTU", in: 576...65535))
     }
 
     /// Settings that work but that an operator should hear about at start-up.
@@ -320,7 +319,11 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
 
         func integer(_ key: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
-            guard let text = try optionalString(key) else { return value }
+            try optionalInteger(key, in: range) ?? value
+        }
+
+        func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
+            guard let text = try optionalString(key) else { return nil }
             guard let n = Int(text), range.contains(n) else {
                 throw error(
                     key, "expected a whole number \(range.lowerBound)…\(range.upperBound), got \"\(text.prefix(32))\"")

@@ -114,10 +114,11 @@ public struct AgentDaemon: Service {
                 minimumIPv6PrefixLength: config.minimumPodPrefixIPv6)
             let clock = ContinuousClock()
             let origin = clock.now
+            let metrics = AgentMetrics(factory: self.metricsFactory?.factory)
             let controller = AgentController(
                 local: local, kernel: kernel, encryptMap: datapath, publisher: publisher,
                 keyOperations: .standard, settings: settings, now: { clock.now - origin },
-                logger: self.logger, metrics: AgentMetrics(factory: self.metricsFactory?.factory))
+                logger: self.logger, metrics: metrics)
             try await controller.adopt(ownRecord: own?.bootID == bootID ? registered : nil)
             self.handle.update { $0.controller = controller }
 
@@ -137,7 +138,7 @@ public struct AgentDaemon: Service {
                         // The current key's (a refused key file leaves it as it was).
                         if let mtu = await controller.tunnelMTU, mtu != checkedMTU {
                             checkedMTU = mtu
-                            self.checkPodInterfaces(mtu)
+                            self.checkPodInterfaces(mtu, metrics: metrics)
                         }
                     case .error(let error): await controller.keyFileChanged(.failure(error))
                     }
@@ -215,9 +216,9 @@ public struct AgentDaemon: Service {
     /// Logs the pod MTU for the key's algorithm, records it (`ipsec_pod_mtu_bytes`), and warns about each pod
     /// interface whose MTU is larger: full-size packets from its pods would be refused with ICMP "fragmentation
     /// needed" (path MTU discovery) instead of being encrypted, or dropped where ICMP is filtered.
-    private func checkPodInterfaces(_ mtu: ESPTunnelMTU) {
+    private func checkPodInterfaces(_ mtu: ESPTunnelMTU, metrics: AgentMetrics) {
         logger.info("ESP tunnel MTU", metadata: ["podMTU": "\(mtu.podMTU)", "arithmetic": "\(mtu)"])
-        AgentMetrics(factory: metricsFactory?.factory).podMTU(mtu.podMTU)
+        metrics.podMTU(mtu.podMTU)
         for interface in configuration.interfaces {
             guard let have = LinkMTU.mtu(of: interface), have > mtu.podMTU else { continue }
             logger.warning(

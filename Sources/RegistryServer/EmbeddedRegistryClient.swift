@@ -89,7 +89,7 @@ public struct EmbeddedRegistryClient: NodeRegistry, CustomStringConvertible {
         return try decode(RegistryWire.RevokeResponse.self, data).generation
     }
 
-    /// Admin: revokes one client certificate of `name`, by the SHA-256 of its DER
+    /// Admin: revokes one client certificate of `name`, by its revocation fingerprint
     /// (`RegistryCertificateAuthority.revocationFingerprint(ofCertificateDER:)`); other certificates of the node keep working.
     public func revokeCertificate(sha256: String, of name: String) async throws {
         let body = try JSONEncoder().encode(RegistryWire.RevokeCertificate(sha256: sha256))

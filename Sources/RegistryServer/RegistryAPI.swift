@@ -60,12 +60,7 @@ struct RegistryAPI: Sendable {
     private func publish(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
         try await requireNode(named: name, request, context)
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw Failure(status: .contentTooLarge, message: "body exceeds \(maxBodyBytes) bytes")
-        }
+        let body = try await collectBody(request)
         let record: NodeRecord
         do {
             record = try JSONDecoder().decode(NodeRecord.self, from: Data(body.readableBytesView))
@@ -122,19 +117,23 @@ struct RegistryAPI: Sendable {
         return try json(.ok, RegistryWire.RevokeResponse(name: name, generation: generation))
     }
 
-    /// Admin: revokes one client certificate of the node, by the SHA-256 of its DER.
+    /// The request body, at most `maxBodyBytes` (413 beyond).
+    private func collectBody(_ request: Request) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw Failure(status: .contentTooLarge, message: "body exceeds \(maxBodyBytes) bytes")
+        }
+    }
+
+    /// Admin: revokes one client certificate of the node, by its revocation fingerprint.
     private func revokeCertificate(_ request: Request, _ context: RegistryRequestContext) async throws -> Response {
         let name = try context.parameters.require("name")
         guard case .admin = try await authenticate(request, context) else {
             throw Failure(status: .forbidden, message: "only the admin credential may revoke certificates")
         }
         guard NodeRecord.isValidName(name) else { throw Failure(status: .badRequest, message: "name: not a node name") }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw Failure(status: .contentTooLarge, message: "body exceeds \(maxBodyBytes) bytes")
-        }
+        let body = try await collectBody(request)
         guard
             let wanted = try? JSONDecoder().decode(
                 RegistryWire.RevokeCertificate.self, from: Data(body.readableBytesView)),
@@ -252,13 +251,15 @@ struct RegistryAPI: Sendable {
         let headerName = RegistryWire.nodeNameHeader.lowercased()
         let claimed = request.headers.first(where: { $0.name.canonicalName == headerName })?.value
         let certificate = await context.clientCertificate()
-        if let certificate, certificate.sha256.isEmpty {
-            throw Failure(status: .unauthorized, message: "the client certificate cannot be parsed")
-        }
-        if let certificate, await store.isCertificateRevoked(sha256: certificate.sha256) {
-            throw Failure(
-                status: .unauthorized,
-                message: "the client certificate (sha256 \(certificate.sha256.prefix(16))…) has been revoked")
+        if let certificate {
+            guard let fingerprint = certificate.fingerprint else {
+                throw Failure(status: .unauthorized, message: "the client certificate cannot be parsed")
+            }
+            if await store.isCertificateRevoked(sha256: fingerprint) {
+                throw Failure(
+                    status: .unauthorized,
+                    message: "the client certificate (sha256 \(fingerprint.prefix(16))…) has been revoked")
+            }
         }
         // The admin proves itself with the admin credential; on a mutual-TLS connection any valid certificate
         // gets it through the handshake.

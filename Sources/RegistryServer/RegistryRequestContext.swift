@@ -14,8 +14,8 @@ struct RegistryRequestContext: RequestContext {
     }
 
     /// The connection's verified client certificate (nil without TLS or without one): the node it names (nil when
-    /// it names none) and its revocation fingerprint (empty when the certificate cannot be parsed: refused).
-    func clientCertificate() async -> (nodeName: String?, sha256: String)? {
+    /// it names none) and its revocation fingerprint (nil when the certificate cannot be parsed: refused).
+    func clientCertificate() async -> (nodeName: String?, fingerprint: String?)? {
         guard
             let certificate = try? await channel.pipeline.handler(type: NIOSSLServerHandler.self)
                 .map({ $0.peerCertificate }).get() ?? nil,
@@ -23,7 +23,7 @@ struct RegistryRequestContext: RequestContext {
         else { return nil }
         return (
             RegistryCertificateAuthority.nodeName(ofCertificateDER: der),
-            RegistryCertificateAuthority.revocationFingerprint(ofCertificateDER: der) ?? ""
+            RegistryCertificateAuthority.revocationFingerprint(ofCertificateDER: der)
         )
     }
 }

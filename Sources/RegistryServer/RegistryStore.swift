@@ -52,7 +52,7 @@ actor RegistryStore {
     var live: [String: Live] = [:]
     /// The oldest credential generation accepted per node (absent: 0); raised by `revoke`.
     var credentialGenerations: [String: Int64] = [:]
-    /// Revoked client certificates: SHA-256 of the DER (lowercase hex) → the node it named.
+    /// Revoked client certificates: revocation fingerprint (SHA-256 of the signed part, lowercase hex) → node.
     var revokedCertificates: [String: String] = [:]
     var revision: Int64 = 0
     var compactedRevision: Int64 = 0
@@ -266,14 +266,12 @@ actor RegistryStore {
     /// Renews a live record's lease for a heartbeat with a larger `sequence` than the record's and the last
     /// heartbeat's. One not after the record's predates the last write (a heartbeat that raced a publish, or an
     /// old one replayed): answered without renewing, since that write renewed the lease. One between the two was
-    /// already seen: refused (409). Throws `notFound` when the node has no live record. Returns false when the
-    /// lease was not renewed.
-    @discardableResult
-    func heartbeat(name: String, sequence: Int64) throws -> Bool {
+    /// already seen: refused (409). Throws `notFound` when the node has no live record.
+    func heartbeat(name: String, sequence: Int64) throws {
         guard let current = live[name] else {
             throw RegistryError.notFound("no live record for node \(name); publish it again")
         }
-        guard sequence > current.record.sequence else { return false }
+        guard sequence > current.record.sequence else { return }
         guard sequence > current.heartbeatSequence else {
             throw RegistryError.rejected(
                 status: 409,
@@ -284,7 +282,6 @@ actor RegistryStore {
         live[name]!.heartbeatSequence = sequence
         live[name]!.leaseDeadline = ContinuousClock.now + leaseTTL
         live[name]!.record.heartbeatMillis = nowMillis()
-        return true
     }
 
     /// Deletes a record (admin). Returns false when it did not exist.

@@ -254,28 +254,30 @@ struct RegistryCommand: AsyncParsableCommand {
                 as: UTF8.self
             )
             .trimmingCharacters(in: .whitespacesAndNewlines)
+            // Checked before anything is sent: the file is a certificate naming --node.
+            let revokedCertificate = try certificate.map { try Self.fingerprint($0, of: node) }
             let pool = RegistryHTTPConnections(
                 tls: try ca.map { try RegistryTLS.client(ca: $0, certificate: clientCert, key: clientKey) })
             let client = EmbeddedRegistryClient(
                 baseURL: url, nodeName: RegistryCredentials.adminName, credential: credential, connections: pool)
+            let report: [String]
             do {
-                if let certificate {
-                    let revoked = try Self.fingerprint(certificate, of: node)
-                    try await client.revokeCertificate(sha256: revoked, of: node)
-                    try? await pool.shutdown()
-                    print("revoked the client certificate \(certificate) of \(node) (sha256 \(revoked))")
-                    return
+                if let certificate, let revokedCertificate {
+                    try await client.revokeCertificate(sha256: revokedCertificate, of: node)
+                    report = ["revoked the client certificate \(certificate) of \(node) (sha256 \(revokedCertificate))"]
+                } else {
+                    let generation = try await client.revoke(name: node)
+                    report = [
+                        "revoked the credentials of \(node); the registry now requires generation \(generation) or later:",
+                        "  ipsec-agent registry credential --secret-file SECRET --node \(node) --generation \(generation)",
+                    ]
                 }
-                let generation = try await client.revoke(name: node)
-                try? await pool.shutdown()
-                print(
-                    "revoked the credentials of \(node); the registry now requires generation \(generation) or later:")
-                print(
-                    "  ipsec-agent registry credential --secret-file SECRET --node \(node) --generation \(generation)")
             } catch {
                 try? await pool.shutdown()
                 throw error
             }
+            try? await pool.shutdown()
+            for line in report { print(line) }
         }
 
         /// The revocation fingerprint of the certificate in `path`, after checking that it names `node`.
